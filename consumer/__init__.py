@@ -1,0 +1,1 @@
+"""Speaker diarization service: the job handler, its engine and its event doors."""

@@ -1,0 +1,253 @@
+"""One frozen ``Settings`` object, built from the environment in one place.
+
+Only entry points call ``Settings.from_env(os.environ)``; everything below them receives
+the object. Secrets are kept in ``Secret`` wrappers so that printing or logging the
+settings never shows them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CACHE_DIR = "~/.cache/diarization-service"
+OFFLINE_BUNDLE_NAME = "offline-default"
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A string that never shows itself in ``repr`` or ``str``."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self.value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value that cannot be used."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _str(env: Mapping[str, str], name: str, default: str = "") -> str:
+    return env.get(name, "").strip() or default
+
+
+def default_model(env: Mapping[str, str]) -> str:
+    """The offline bundle inside the cache folder: the model used when none is configured."""
+    cache_dir = Path(_str(env, "CACHE_DIR", DEFAULT_CACHE_DIR)).expanduser()
+    return str(cache_dir / "models" / OFFLINE_BUNDLE_NAME)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Which pipeline to load, where to run it and how."""
+
+    model: str
+    hf_token: Secret = Secret("")
+    device: str = "auto"
+    segmentation_batch_size: int = 32
+    embedding_batch_size: int = 32
+    warmup: bool = True
+    torch_threads: int = 0  # 0: torch's default
+
+
+@dataclass(frozen=True, slots=True)
+class AudioLimits:
+    """What input the service accepts."""
+
+    max_bytes: int = 512 * 1024 * 1024
+    max_seconds: float = 4 * 3600.0
+    min_seconds: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The HTTP shim: address, API key, concurrency."""
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    api_key: Secret = Secret("")
+    threads: int = 8
+    max_queued_jobs: int = 4
+    request_timeout: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    """The Kafka consumer's connection, topics and client options."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    input_topic: str = "audio-uploads"
+    results_topic: str = "diarization-results"
+    dlq_topic: str = "diarization-dlq"
+    group_id: str = "diarization-consumer"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: Secret = Secret("")
+    ssl_ca_location: str = ""
+    max_poll_interval_ms: int = 300_000
+    session_timeout_ms: int = 45_000
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """The S3-compatible object store holding uploads and results."""
+
+    endpoint: str = "127.0.0.1:9000"
+    access_key: Secret = Secret("")
+    secret_key: Secret = Secret("")
+    secure: bool = False
+    region: str = ""
+    ca_bundle: str = ""
+    upload_bucket: str = "audio"
+    results_bucket: str = "diarization-results"
+    results_prefix: str = "results/"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service reads from its environment."""
+
+    engine: EngineSettings
+    audio: AudioLimits = AudioLimits()
+    http: HttpSettings = HttpSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    storage: StorageSettings = StorageSettings()
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Build the settings from ``env`` (normally ``os.environ``); raises ``SettingsError``."""
+        device = _str(env, "DEVICE", "auto").lower()
+        if device != "auto" and device != "cpu" and not device.startswith("cuda"):
+            raise SettingsError(f"DEVICE must be auto, cpu, cuda or cuda:N, got {device!r}")
+        log_format = _str(env, "LOG_FORMAT", "json").lower()
+        if log_format not in {"json", "text"}:
+            raise SettingsError(f"LOG_FORMAT must be json or text, got {log_format!r}")
+        audio, http, kafka, storage = AudioLimits(), HttpSettings(), KafkaSettings(), StorageSettings()
+        return cls(
+            engine=EngineSettings(
+                model=_str(env, "DIARIZATION_MODEL") or default_model(env),
+                hf_token=Secret(_str(env, "HF_TOKEN")),
+                device=device,
+                segmentation_batch_size=_int(env, "SEGMENTATION_BATCH_SIZE", 32, minimum=1),
+                embedding_batch_size=_int(env, "EMBEDDING_BATCH_SIZE", 32, minimum=1),
+                warmup=_bool(env, "MODEL_WARMUP", True),
+                torch_threads=_int(env, "TORCH_NUM_THREADS", 0),
+            ),
+            audio=AudioLimits(
+                max_bytes=_int(env, "MAX_AUDIO_BYTES", audio.max_bytes, minimum=1),
+                max_seconds=_float(env, "MAX_AUDIO_SECONDS", audio.max_seconds, minimum=1.0),
+            ),
+            http=HttpSettings(
+                host=_str(env, "HOST", http.host),
+                port=_int(env, "PORT", http.port, minimum=1),
+                api_key=Secret(_str(env, "API_KEY")),
+                threads=_int(env, "HTTP_THREADS", http.threads, minimum=1),
+                max_queued_jobs=_int(env, "MAX_QUEUED_JOBS", http.max_queued_jobs),
+                request_timeout=_float(
+                    env, "REQUEST_TIMEOUT_SECONDS", http.request_timeout, minimum=1.0
+                ),
+            ),
+            kafka=KafkaSettings(
+                bootstrap_servers=_str(env, "KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers),
+                input_topic=_str(env, "KAFKA_INPUT_TOPIC", kafka.input_topic),
+                results_topic=_str(env, "KAFKA_RESULTS_TOPIC", kafka.results_topic),
+                dlq_topic=_str(env, "KAFKA_DLQ_TOPIC", kafka.dlq_topic),
+                group_id=_str(env, "KAFKA_GROUP_ID", kafka.group_id),
+                security_protocol=_str(env, "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper(),
+                sasl_mechanism=_str(env, "KAFKA_SASL_MECHANISM"),
+                sasl_username=_str(env, "KAFKA_SASL_USERNAME"),
+                sasl_password=Secret(_str(env, "KAFKA_SASL_PASSWORD")),
+                ssl_ca_location=_str(env, "KAFKA_SSL_CA_LOCATION"),
+                max_poll_interval_ms=_int(
+                    env, "KAFKA_MAX_POLL_INTERVAL_MS", kafka.max_poll_interval_ms, minimum=1000
+                ),
+                session_timeout_ms=_int(
+                    env, "KAFKA_SESSION_TIMEOUT_MS", kafka.session_timeout_ms, minimum=1000
+                ),
+            ),
+            storage=StorageSettings(
+                endpoint=_str(env, "S3_ENDPOINT", storage.endpoint),
+                access_key=Secret(_str(env, "S3_ACCESS_KEY")),
+                secret_key=Secret(_str(env, "S3_SECRET_KEY")),
+                secure=_bool(env, "S3_SECURE", False),
+                region=_str(env, "S3_REGION"),
+                ca_bundle=_str(env, "S3_CA_BUNDLE"),
+                upload_bucket=_str(env, "S3_UPLOAD_BUCKET", storage.upload_bucket),
+                results_bucket=_str(env, "S3_RESULTS_BUCKET", storage.results_bucket),
+                results_prefix=_str(env, "S3_RESULTS_PREFIX", storage.results_prefix),
+            ),
+            log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
+            log_format=log_format,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as a plain dict for a start-up log line; secrets stay masked."""
+        return _describe(self)
+
+
+def _describe(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, Secret):
+            out[f.name] = repr(value)
+        elif dataclasses.is_dataclass(value):
+            out[f.name] = _describe(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def from_environment() -> Settings:
+    """``Settings.from_env(os.environ)``: for entry points only."""
+    return Settings.from_env(os.environ)

@@ -1,0 +1,195 @@
+"""The project's errors: each has a stable machine-readable ``code`` and a ``retryable`` flag.
+
+Not retryable means the input itself is at fault: the job ends with a ``failed`` result
+(or a 4xx), and a consumer moves on. Retryable means something around the job is at
+fault (storage, broker, model not loaded yet): do not acknowledge, back off, try again.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ServiceError(Exception):
+    """Root of every error the service reports to its callers."""
+
+    code: ClassVar[str] = "internal_error"
+    retryable: ClassVar[bool] = False
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        """The error as the ``{"code", "message"}`` object used in responses and events."""
+        return {"code": self.code, "message": self.message}
+
+
+# --- the request or event is malformed (400) -------------------------------------------
+
+
+class InvalidRequestError(ServiceError):
+    """A request is missing a field or has one of the wrong type."""
+
+    code = "invalid_request"
+    http_status = 400
+
+
+class MissingFileError(InvalidRequestError):
+    """A multipart upload has no ``file`` field, or more than one."""
+
+    code = "missing_file"
+
+
+class UnsupportedMediaTypeError(ServiceError):
+    """A request body has the wrong content type."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class InvalidSpeakerOptionsError(InvalidRequestError):
+    """``num_speakers`` / ``min_speakers`` / ``max_speakers`` are not a valid combination."""
+
+    code = "invalid_speaker_options"
+
+
+class InvalidEventError(InvalidRequestError):
+    """An event could not be parsed or does not match its schema."""
+
+    code = "invalid_event"
+
+
+class UnsupportedEventError(InvalidRequestError):
+    """An event is well-formed but of a type or spec version this service does not handle."""
+
+    code = "unsupported_event"
+
+
+class UnauthorizedError(ServiceError):
+    """The API key is missing or wrong."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+# --- the audio itself is unusable ---------------------------------------------------------
+
+
+class NotAudioError(ServiceError):
+    """The bytes are not in a supported audio container (WAV, FLAC, OGG)."""
+
+    code = "not_audio"
+    http_status = 415
+
+
+class CorruptAudioError(ServiceError):
+    """The container is recognised but truncated or unreadable."""
+
+    code = "corrupt_audio"
+    http_status = 422
+
+
+class AudioTooShortError(ServiceError):
+    """The audio is empty or shorter than the minimum duration."""
+
+    code = "audio_too_short"
+    http_status = 422
+
+
+class AudioTooLongError(ServiceError):
+    """The audio is longer than the configured maximum duration."""
+
+    code = "audio_too_long"
+    http_status = 422
+
+
+class UnsupportedSampleRateError(ServiceError):
+    """The sample rate is outside the supported range."""
+
+    code = "unsupported_sample_rate"
+    http_status = 422
+
+
+class NonFiniteAudioError(ServiceError):
+    """The audio contains NaN or infinite samples."""
+
+    code = "non_finite_samples"
+    http_status = 422
+
+
+class PayloadTooLargeError(ServiceError):
+    """The upload or object is larger than the configured maximum size."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+# --- the job refers to something that is not there ----------------------------------------
+
+
+class ObjectNotFoundError(ServiceError):
+    """The bucket or object named by a job does not exist."""
+
+    code = "object_not_found"
+    http_status = 422
+
+
+class AccessDeniedError(ServiceError):
+    """The service's credentials may not read the named bucket or object."""
+
+    code = "access_denied"
+    http_status = 422
+
+
+# --- transient: try again later (503) -------------------------------------------------------
+
+
+class ModelNotReadyError(ServiceError):
+    """The model is still loading or warming up."""
+
+    code = "model_not_ready"
+    retryable = True
+    http_status = 503
+
+
+class BusyError(ServiceError):
+    """Too many jobs are already waiting for the model."""
+
+    code = "busy"
+    retryable = True
+    http_status = 503
+
+
+class StorageUnavailableError(ServiceError):
+    """The object store could not be reached or answered with a server error."""
+
+    code = "storage_unavailable"
+    retryable = True
+    http_status = 503
+
+
+class PublishError(ServiceError):
+    """A result could not be published (broker or sink unavailable)."""
+
+    code = "publish_failed"
+    retryable = True
+    http_status = 503
+
+
+class ModelLoadError(ServiceError):
+    """The configured model could not be loaded (wrong path, no token, no network)."""
+
+    code = "model_load_failed"
+    http_status = 503
+
+
+# --- the engine failed on valid input ------------------------------------------------------
+
+
+class InferenceError(ServiceError):
+    """The model raised while processing valid audio."""
+
+    code = "inference_failed"
+    http_status = 500
