@@ -1,0 +1,129 @@
+"""The engine seam: what a diarization engine takes and returns, independent of pyannote.
+
+``PyannoteEngine`` (in ``consumer.engine.pyannote_engine``) is the real implementation;
+importing this package never imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+
+from consumer.errors import InvalidSpeakerOptionsError, ServiceError
+
+
+MAX_SPEAKERS = 100
+
+
+class Task(str, Enum):
+    """What a job asks for. Diarization always comes with speech regions, at no extra cost."""
+
+    DIARIZATION = "diarization"
+    VAD = "vad"
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """Speaker-count hints and output options of one job."""
+
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    exclusive: bool = False
+    tasks: frozenset[Task] = frozenset({Task.DIARIZATION, Task.VAD})
+
+    def __post_init__(self) -> None:
+        for name in ("num_speakers", "min_speakers", "max_speakers"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SPEAKERS
+            ):
+                raise InvalidSpeakerOptionsError(f"{name} must be an integer from 1 to {MAX_SPEAKERS}, got {value!r}")
+        if self.num_speakers is not None and (self.min_speakers is not None or self.max_speakers is not None):
+            raise InvalidSpeakerOptionsError("give either num_speakers or min_speakers/max_speakers, not both")
+        if (
+            self.min_speakers is not None
+            and self.max_speakers is not None
+            and self.min_speakers > self.max_speakers
+        ):
+            raise InvalidSpeakerOptionsError(
+                f"min_speakers ({self.min_speakers}) is greater than max_speakers ({self.max_speakers})"
+            )
+        if not self.tasks:
+            raise InvalidSpeakerOptionsError("at least one task is required")
+
+    @property
+    def diarize(self) -> bool:
+        """Whether the job needs speaker turns (and therefore speaker embeddings)."""
+        return Task.DIARIZATION in self.tasks
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerTurn:
+    """One speaker speaking from ``start`` to ``end`` (seconds)."""
+
+    start: float
+    end: float
+    speaker: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechRegion:
+    """A stretch of speech, whoever speaks."""
+
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
+class EngineResult:
+    """What one engine run found. ``turns`` is empty for a VAD-only job."""
+
+    turns: tuple[SpeakerTurn, ...]
+    speech: tuple[SpeechRegion, ...]
+    num_speakers: int
+    duration: float
+    inference_seconds: float
+
+    @property
+    def real_time_factor(self) -> float:
+        """Processing time divided by audio duration (lower is faster)."""
+        return self.inference_seconds / self.duration if self.duration else 0.0
+
+
+ProgressCallback = Callable[[float], None]
+"""Called from the inference thread with the fraction done, in [0, 1]."""
+
+
+class Engine(Protocol):
+    """A diarization engine.
+
+    ``load()`` blocks until the model is loaded and warmed up, then ``ready`` is true; if
+    it fails it raises, and ``error`` keeps the failure for the readiness probe.
+    ``run()`` may be called from several threads; implementations serialise inference on
+    one model, so concurrent calls queue. ``run()`` raises ``ModelNotReadyError`` before
+    ``load()`` finished and ``InferenceError`` when the model fails on valid audio.
+    """
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def error(self) -> ServiceError | None: ...
+
+    def load(self) -> None: ...
+
+    def run(
+        self,
+        samples: np.ndarray,
+        sample_rate: int,
+        options: JobOptions,
+        progress: ProgressCallback | None = None,
+    ) -> EngineResult: ...

@@ -1,0 +1,250 @@
+"""The real engine: a pyannote.audio speaker-diarization pipeline behind ``Engine``.
+
+One ``run()`` gives speaker turns and speech regions from a single segmentation pass:
+the pipeline's ``speaker_counting`` hook hands over the frame-level count of active
+speakers, and speech is wherever that count is above zero. A VAD-only job runs the
+segmentation model alone and never computes speaker embeddings.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from consumer.config import EngineSettings
+from consumer.engine import (
+    EngineResult,
+    JobOptions,
+    ProgressCallback,
+    SpeakerTurn,
+    SpeechRegion,
+)
+from consumer.errors import InferenceError, ModelLoadError, ModelNotReadyError, ServiceError
+
+log = logging.getLogger(__name__)
+
+# Share of the work done by the segmentation step, for progress reports: embeddings
+# dominate a diarization run (measured on CPU: about 4/5 of the time).
+_SEGMENTATION_SHARE = 0.2
+
+
+class PyannoteEngine:
+    """Loads one pyannote pipeline and runs jobs on it, one at a time."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self._settings = settings
+        self._pipeline: Any = None
+        self._device = "cpu"
+        self._ready = threading.Event()
+        self._error: ServiceError | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        """True once the model is loaded and warmed up."""
+        return self._ready.is_set()
+
+    @property
+    def device(self) -> str:
+        """``cpu`` or ``cuda`` (the device type the model runs on)."""
+        return self._device
+
+    @property
+    def error(self) -> ServiceError | None:
+        """Why the last ``load()`` failed, if it did."""
+        return self._error
+
+    @property
+    def model(self) -> str:
+        """The configured model: a local path or a hub id."""
+        return self._settings.model
+
+    def load(self) -> None:
+        """Load the pipeline, move it to its device and warm it up; blocks. Raises ``ModelLoadError``."""
+        try:
+            self._load()
+        except ServiceError as exc:
+            self._error = exc
+            raise
+        except Exception as exc:
+            self._error = ModelLoadError(f"cannot load model {self._settings.model!r}: {type(exc).__name__}: {exc}")
+            raise self._error from exc
+
+    def _load(self) -> None:
+        started = time.perf_counter()
+        import torch
+        from pyannote.audio.telemetry import set_telemetry_metrics
+
+        set_telemetry_metrics(False)  # the service never phones home
+        if self._settings.torch_threads:
+            torch.set_num_threads(self._settings.torch_threads)
+        device = _resolve_device(self._settings.device, torch)
+        pipeline = _load_pipeline(self._settings.model, self._settings.hf_token.value or None)
+        pipeline.segmentation_batch_size = self._settings.segmentation_batch_size
+        pipeline.embedding_batch_size = self._settings.embedding_batch_size
+        pipeline.to(device)
+        self._pipeline = pipeline
+        self._device = device.type
+        loaded = time.perf_counter()
+        if self._settings.warmup:
+            self._warm_up()
+        self._ready.set()
+        log.info(
+            "model ready",
+            extra={
+                "model": self._settings.model,
+                "device": str(device),
+                "load_seconds": round(loaded - started, 3),
+                "warmup_seconds": round(time.perf_counter() - loaded, 3),
+            },
+        )
+
+    def run(
+        self,
+        samples: np.ndarray,
+        sample_rate: int,
+        options: JobOptions,
+        progress: ProgressCallback | None = None,
+    ) -> EngineResult:
+        """Diarize (or only detect speech in) mono float32 ``samples``; see ``Engine``."""
+        if not self.ready:
+            raise ModelNotReadyError("the model is still loading")
+        with self._lock:
+            return self._run_locked(samples, sample_rate, options, progress)
+
+    def _run_locked(
+        self,
+        samples: np.ndarray,
+        sample_rate: int,
+        options: JobOptions,
+        progress: ProgressCallback | None,
+    ) -> EngineResult:
+        import torch
+
+        duration = len(samples) / sample_rate
+        file = {"waveform": torch.from_numpy(samples).unsqueeze(0), "sample_rate": sample_rate, "uri": "job"}
+        started = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                if options.diarize:
+                    turns, speech = self._diarize(file, options, progress)
+                else:
+                    turns, speech = (), self._detect_speech(file, progress)
+        except ServiceError:
+            raise
+        except Exception as exc:  # the model failing on valid input must not kill the worker
+            log.exception("inference failed")
+            raise InferenceError(f"the model failed on this audio: {type(exc).__name__}: {exc}") from exc
+        if progress is not None:
+            progress(1.0)
+        return EngineResult(
+            turns=turns,
+            speech=speech,
+            num_speakers=len({t.speaker for t in turns}),
+            duration=duration,
+            inference_seconds=time.perf_counter() - started,
+        )
+
+    def _diarize(
+        self, file: dict[str, Any], options: JobOptions, progress: ProgressCallback | None
+    ) -> tuple[tuple[SpeakerTurn, ...], tuple[SpeechRegion, ...]]:
+        captured: dict[str, Any] = {}
+
+        def hook(step: str, artefact: Any, file: Any = None, total: int | None = None, completed: int | None = None) -> None:
+            if step == "speaker_counting":
+                # copied: the pipeline later caps this count in place
+                captured["count"] = type(artefact)(artefact.data.copy(), artefact.sliding_window)
+            if progress is not None and total:
+                share = (0.0, _SEGMENTATION_SHARE) if step == "segmentation" else (_SEGMENTATION_SHARE, 1.0)
+                progress(share[0] + (share[1] - share[0]) * (completed or 0) / total)
+
+        output = self._pipeline(
+            file,
+            num_speakers=options.num_speakers,
+            min_speakers=options.min_speakers,
+            max_speakers=options.max_speakers,
+            hook=hook,
+        )
+        annotation = output.exclusive_speaker_diarization if options.exclusive else output.speaker_diarization
+        turns = tuple(
+            SpeakerTurn(start=round(segment.start, 3), end=round(segment.end, 3), speaker=str(label))
+            for segment, _, label in annotation.itertracks(yield_label=True)
+        )
+        return turns, self._speech_regions(captured["count"])
+
+    def _detect_speech(self, file: dict[str, Any], progress: ProgressCallback | None) -> tuple[SpeechRegion, ...]:
+        pipeline = self._pipeline
+
+        def hook(step: str, artefact: Any, total: int | None = None, completed: int | None = None) -> None:
+            if progress is not None and total:
+                progress(0.95 * (completed or 0) / total)
+
+        segmentations = pipeline.get_segmentations(file, hook=hook)
+        count = pipeline.speaker_count(
+            segmentations, pipeline._segmentation.model.receptive_field, warm_up=(0.0, 0.0)
+        )
+        return self._speech_regions(count)
+
+    def _speech_regions(self, count: Any) -> tuple[SpeechRegion, ...]:
+        """Speech wherever at least one speaker is active, gaps shorter than the pipeline's merged."""
+        from pyannote.audio.utils.signal import Binarize
+        from pyannote.core import SlidingWindowFeature
+
+        active = SlidingWindowFeature((count.data > 0).astype(np.float32), count.sliding_window)
+        binarize = Binarize(onset=0.5, offset=0.5, min_duration_off=self._pipeline.segmentation.min_duration_off)
+        timeline = binarize(active).get_timeline().support()
+        return tuple(SpeechRegion(start=round(s.start, 3), end=round(s.end, 3)) for s in timeline)
+
+    def _warm_up(self) -> None:
+        """Run one short real job so that the first request does not pay for lazy initialisation."""
+        samples = _warmup_audio()
+        self._run_locked(samples, 16_000, JobOptions(), progress=None)
+
+
+def _resolve_device(requested: str, torch: Any) -> Any:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"DEVICE={requested} but no CUDA device is available")
+    return device
+
+
+def _load_pipeline(model: str, token: str | None) -> Any:
+    """A pipeline from a local directory or config file, else from the hub (or its cache) by id."""
+    from pyannote.audio import Pipeline
+
+    path = Path(model).expanduser()
+    try:
+        if path.exists():
+            pipeline = Pipeline.from_pretrained(path)
+        elif model.startswith(("/", ".", "~")):
+            raise ModelLoadError(f"model directory {model} does not exist (run `make models` for the offline bundle)")
+        else:
+            pipeline = Pipeline.from_pretrained(model, token=token)
+    except ServiceError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(
+            f"cannot load model {model!r}: {type(exc).__name__}: {exc}. A hub id needs network access "
+            "and HF_TOKEN (or HF_HUB_OFFLINE=1 with the model in the HF cache); a local model is a "
+            "directory holding config.yaml"
+        ) from exc
+    if pipeline is None:
+        raise ModelLoadError(f"cannot load model {model!r}: the hub refused it (gated? set HF_TOKEN)")
+    return pipeline
+
+
+def _warmup_audio() -> np.ndarray:
+    """15 s of the speech sample that ships with pyannote.audio, as 16 kHz float32."""
+    import soundfile as sf
+    from pyannote.audio import sample
+
+    samples, rate = sf.read(Path(sample.__file__).with_name("sample.wav"), dtype="float32", frames=15 * 16_000)
+    assert rate == 16_000, rate
+    return samples

@@ -1,0 +1,37 @@
+"""How results are written out: the previous server's JSON shapes and RTTM."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from consumer.engine import EngineResult
+
+_UNSAFE_URI = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def diarization_json(result: EngineResult) -> dict[str, Any]:
+    """``{"segments": [{"start","end","speaker"}], "num_speakers"}`` as ``POST /v1/diarize`` answers."""
+    return {
+        "segments": [{"start": t.start, "end": t.end, "speaker": t.speaker} for t in result.turns],
+        "num_speakers": result.num_speakers,
+    }
+
+
+def vad_json(result: EngineResult) -> dict[str, Any]:
+    """``{"speech_segments": [{"start","end"}]}`` as ``POST /v1/vad`` answers."""
+    return {"speech_segments": [{"start": s.start, "end": s.end} for s in result.speech]}
+
+
+def rttm_uri(name: str) -> str:
+    """A file id usable in RTTM (no whitespace), derived from a file or object name."""
+    stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return _UNSAFE_URI.sub("_", stem).strip("._-") or "audio"
+
+
+def to_rttm(result: EngineResult, uri: str) -> str:
+    """The speaker turns as RTTM lines (NIST Rich Transcription Time Marked)."""
+    return "".join(
+        f"SPEAKER {uri} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n"
+        for t in result.turns
+    )

@@ -1,0 +1,60 @@
+"""Fixtures shared by the tiers: settings, the real offline model, pyannote's sample."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from consumer.config import Settings
+from consumer.engine.bundle import bundle_dir, is_built
+from consumer.handler import JobHandler
+
+# The service must never phone home, in tests either.
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("CACHE_DIR", "~/.cache/diarization-service")).expanduser()
+
+
+@pytest.fixture(scope="session")
+def bundle() -> Path:
+    """The offline default bundle; fails (never skips) when it was not built."""
+    path = bundle_dir(_cache_dir())
+    if not is_built(path):
+        pytest.fail(f"the offline model bundle is missing at {path}: run `make models` (make test does)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def settings(bundle: Path) -> Settings:
+    """Settings as the service would build them, pointing at the offline bundle."""
+    return Settings.from_env({"CACHE_DIR": str(_cache_dir()), "DEVICE": os.environ.get("TEST_DEVICE", "auto")})
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings):
+    """The real engine with the real offline bundle, loaded and warmed up once per session."""
+    from consumer.engine.pyannote_engine import PyannoteEngine
+
+    engine = PyannoteEngine(settings.engine)
+    engine.load()
+    return engine
+
+
+@pytest.fixture(scope="session")
+def handler(engine, settings: Settings) -> JobHandler:
+    """A job handler on the real engine."""
+    return JobHandler(engine, settings.audio, max_pending=settings.http.max_queued_jobs)
+
+
+@pytest.fixture(scope="session")
+def sample() -> tuple[Path, Path]:
+    """pyannote.audio's bundled sample: real speech, 30 s, 2 speakers, with its reference RTTM."""
+    import pyannote.audio
+
+    folder = Path(pyannote.audio.__file__).parent / "sample"
+    return folder / "sample.wav", folder / "sample.rttm"

@@ -1,0 +1,117 @@
+"""Engine contracts: one segmentation pass, no embeddings for VAD, one inference at a time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+
+import pytest
+import soundfile as sf
+
+from consumer.config import EngineSettings
+from consumer.engine import JobOptions, Task
+from consumer.engine.pyannote_engine import PyannoteEngine
+from consumer.errors import ModelLoadError, ModelNotReadyError
+
+pytestmark = pytest.mark.model
+
+
+@contextmanager
+def forward_calls(engine):
+    """Count forward passes of the segmentation and embedding networks, per thread."""
+    pipeline = engine._pipeline
+    calls: Counter[str] = Counter()
+    log: list[tuple[str, int, float]] = []
+
+    def hook(name):
+        def record(module, inputs, output):
+            calls[name] += 1
+            log.append((name, threading.get_ident(), time.perf_counter()))
+
+        return record
+
+    handles = [
+        pipeline._segmentation.model.register_forward_hook(hook("segmentation")),
+        pipeline._embedding.model_.register_forward_hook(hook("embedding")),
+    ]
+    # the shared-chunk path calls the embedding network through chunk_frames, not forward
+    original = pipeline._embedding.model_.chunk_frames
+
+    def counted_chunk_frames(waveforms):
+        calls["embedding"] += 1
+        log.append(("embedding", threading.get_ident(), time.perf_counter()))
+        return original(waveforms)
+
+    pipeline._embedding.model_.chunk_frames = counted_chunk_frames
+    try:
+        yield calls, log
+    finally:
+        for handle in handles:
+            handle.remove()
+        del pipeline._embedding.model_.chunk_frames
+
+
+def _sample_samples(sample):
+    samples, rate = sf.read(str(sample[0]), dtype="float32")
+    return samples, rate
+
+
+def test_diarization_runs_segmentation_once_and_vad_never_runs_embeddings(engine, sample):
+    samples, rate = _sample_samples(sample)
+    with forward_calls(engine) as (calls, _):
+        engine.run(samples, rate, JobOptions())
+    diarization = dict(calls)
+    with forward_calls(engine) as (calls, _):
+        engine.run(samples, rate, JobOptions(tasks=frozenset({Task.VAD})))
+    vad = dict(calls)
+    # speech regions come from the diarization's own segmentation pass: no second pass
+    assert diarization["segmentation"] == vad["segmentation"] > 0
+    assert diarization["embedding"] > 0
+    assert vad.get("embedding", 0) == 0
+
+
+def test_concurrent_runs_never_overlap_on_the_model(engine, sample):
+    samples, rate = _sample_samples(sample)
+    clip = samples[: 12 * rate]
+    errors: list[BaseException] = []
+
+    def job():
+        try:
+            engine.run(clip, rate, JobOptions())
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    with forward_calls(engine) as (_, log):
+        threads = [threading.Thread(target=job) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors
+    spans: dict[int, tuple[float, float]] = {}
+    for _, ident, at in log:
+        first, last = spans.get(ident, (at, at))
+        spans[ident] = (min(first, at), max(last, at))
+    assert len(spans) == 3
+    ordered = sorted(spans.values())
+    assert all(a_end < b_start for (_, a_end), (b_start, _) in zip(ordered, ordered[1:]))
+
+
+def test_not_ready_before_load_and_missing_model_is_reported():
+    engine = PyannoteEngine(EngineSettings(model="/nonexistent/model-dir"))
+    assert not engine.ready
+    with pytest.raises(ModelNotReadyError):
+        engine.run(None, 16_000, JobOptions())
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        engine.load()
+    assert not engine.ready
+    assert engine.error is not None and engine.error.code == "model_load_failed"
+
+
+def test_loaded_engine_reports_its_device(engine):
+    import torch
+
+    assert engine.ready
+    assert engine.device == ("cuda" if torch.cuda.is_available() else "cpu")
