@@ -1,0 +1,117 @@
+"""The synchronous API, compatible with the previous server: ``/v1/diarize`` and ``/v1/vad``."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.datastructures import FileStorage, MultiDict
+
+from consumer.engine import JobOptions, Task
+from consumer.errors import (
+    InvalidRequestError,
+    InvalidSpeakerOptionsError,
+    MissingFileError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+)
+from consumer.formats import diarization_json, rttm_uri, to_rttm, vad_json
+from consumer.handler import JobHandler
+
+blueprint = Blueprint("api", __name__, url_prefix="/v1")
+
+RTTM_MIMETYPE = "text/rttm"
+
+
+def _handler() -> JobHandler:
+    return current_app.extensions["diarization"]["handler"]
+
+
+@blueprint.before_request
+def _authenticate() -> None:
+    """Require ``Authorization: Bearer <API_KEY>`` when an API key is configured."""
+    key = current_app.extensions["diarization"]["settings"].http.api_key.value
+    if key:
+        require_bearer(request.headers.get("Authorization", ""), key)
+
+
+def require_bearer(header: str, key: str) -> None:
+    """Raise ``UnauthorizedError`` unless ``header`` is ``Bearer <key>``; constant-time."""
+    scheme, _, provided = header.partition(" ")
+    # Digests have equal lengths, so the comparison time does not depend on the key's length either.
+    same = hmac.compare_digest(
+        hashlib.sha256(provided.strip().encode()).digest(), hashlib.sha256(key.encode()).digest()
+    )
+    if scheme.lower() != "bearer" or not same:
+        raise UnauthorizedError("missing or wrong API key (Authorization: Bearer <key>)")
+
+
+@blueprint.post("/diarize")
+def diarize() -> Response:
+    """Who spoke when: JSON segments, or RTTM with ``Accept: text/rttm`` / ``format=rttm``."""
+    upload = _single_file()
+    options = options_from_form(request.form, tasks=frozenset({Task.DIARIZATION, Task.VAD}))
+    rttm = _wants_rttm()
+    result = _handler().analyze(upload.stream, options, job_id=g.request_id)
+    if rttm:
+        return Response(to_rttm(result, rttm_uri(upload.filename or "audio")), mimetype=RTTM_MIMETYPE)
+    return jsonify(diarization_json(result))
+
+
+@blueprint.post("/vad")
+def vad() -> Response:
+    """Where there is speech: JSON speech segments."""
+    upload = _single_file()
+    result = _handler().analyze(upload.stream, JobOptions(tasks=frozenset({Task.VAD})), job_id=g.request_id)
+    return jsonify(vad_json(result))
+
+
+def _single_file() -> FileStorage:
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedMediaTypeError(
+            f"send the audio as multipart/form-data with a 'file' field, not {request.mimetype or 'no content type'}"
+        )
+    files = request.files.getlist("file")
+    if len(files) != 1:
+        raise MissingFileError(f"expected exactly one 'file' field, got {len(files)}")
+    return files[0]
+
+
+def _wants_rttm() -> bool:
+    fmt = (request.args.get("format") or request.form.get("format") or "").lower()
+    if fmt:
+        if fmt not in {"json", "rttm"}:
+            raise InvalidRequestError(f"format must be json or rttm, got {fmt!r}")
+        return fmt == "rttm"
+    return request.accept_mimetypes.best_match(["application/json", RTTM_MIMETYPE]) == RTTM_MIMETYPE
+
+
+def options_from_form(form: MultiDict[str, str], tasks: frozenset[Task]) -> JobOptions:
+    """``JobOptions`` from the form fields; raises ``InvalidSpeakerOptionsError`` (400)."""
+    return JobOptions(
+        num_speakers=_positive_int(form, "num_speakers"),
+        min_speakers=_positive_int(form, "min_speakers"),
+        max_speakers=_positive_int(form, "max_speakers"),
+        exclusive=_flag(form, "exclusive"),
+        tasks=tasks,
+    )
+
+
+def _positive_int(form: MultiDict[str, str], name: str) -> int | None:
+    raw = (form.get(name) or "").strip()
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise InvalidSpeakerOptionsError(f"{name} must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def _flag(form: MultiDict[str, Any], name: str) -> bool:
+    raw = (form.get(name) or "").strip().lower()
+    if raw in {"", "0", "false", "no", "off"}:
+        return False
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    raise InvalidRequestError(f"{name} must be true or false, got {raw!r}")

@@ -1,0 +1,40 @@
+"""Liveness, readiness and metrics: always open, never behind the API key."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from consumer import metrics
+from consumer.engine import Engine
+
+blueprint = Blueprint("probes", __name__)
+
+
+def _engine() -> Engine:
+    return current_app.extensions["diarization"]["handler"].engine
+
+
+@blueprint.get("/health")
+def health() -> Response:
+    """Liveness: the process answers. Reports whether the model is loaded and where it runs."""
+    engine = _engine()
+    return jsonify(status="healthy", model_loaded=engine.ready, device=engine.device)
+
+
+@blueprint.get("/ready")
+def ready() -> tuple[Response, int]:
+    """Readiness: 200 only once the model is loaded and warm, 503 before (or if loading failed)."""
+    engine = _engine()
+    if engine.ready:
+        return jsonify(status="ready"), 200
+    if engine.error is not None:
+        return jsonify(status="failed", error=engine.error.to_dict()), 503
+    return jsonify(status="loading"), 503
+
+
+@blueprint.get("/metrics")
+def prometheus() -> Response:
+    """Prometheus text exposition of the job and HTTP metrics."""
+    metrics.MODEL_READY.set(1 if _engine().ready else 0)
+    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)

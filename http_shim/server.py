@@ -1,0 +1,72 @@
+"""``diarization-shim``: serve the HTTP shim with gunicorn.
+
+One worker process holds the model (loading it once per GPU); its threads serve requests
+while the engine runs one inference at a time. The model loads in the background after
+the worker starts, so ``/health`` answers at once and ``/ready`` turns green when warm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from consumer.config import Settings, from_environment
+from consumer.logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+
+class ShimServer(BaseApplication):
+    """gunicorn, configured from ``Settings`` instead of the command line."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        http = self.settings.http
+        options: dict[str, Any] = {
+            "bind": f"{http.host}:{http.port}",
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": http.threads,
+            # gthread heartbeats from its main loop, so long inferences do not trip this
+            "timeout": int(http.request_timeout),
+            "graceful_timeout": int(http.request_timeout),
+            "keepalive": 5,
+            "accesslog": None,
+            "loglevel": self.settings.log_level.lower(),
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        """Runs in the worker process after fork: no CUDA state is shared with the master."""
+        from consumer.wiring import build_handler, load_in_background
+        from http_shim import create_app
+
+        handler = build_handler(self.settings, max_pending=self.settings.http.max_queued_jobs)
+        load_in_background(handler)
+        return create_app(handler, self.settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``diarization-shim``; all settings come from the environment."""
+    argparse.ArgumentParser(
+        prog="diarization-shim",
+        description="Serve the diarization HTTP API (/v1/diarize, /v1/vad, /health, /ready, /metrics). "
+        "Configured with environment variables; see the README.",
+    ).parse_args(argv)
+    settings = from_environment()
+    configure_logging(settings.log_level, settings.log_format)
+    log.info("starting HTTP shim", extra={"settings": settings.describe()})
+    ShimServer(settings).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""Start the project's own processes for tests: free ports, readiness waits, clean stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_module(module: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """``python -m module`` from this checkout with ``env`` added, output into ``log``."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "LOG_FORMAT": "json", **env}
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", module], cwd=REPO, env=full_env, stdout=sink, stderr=subprocess.STDOUT
+        )
+
+
+def wait_http(url: str, process: subprocess.Popen, timeout: float, log: Path, status: int = 200) -> requests.Response:
+    """Poll ``url`` until it answers ``status``; fail with the process log if it dies or times out."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"process exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            response = requests.get(url, timeout=2)
+            if response.status_code == status:
+                return response
+            last = f"{response.status_code} {response.text[:200]}"
+        except requests.RequestException as exc:
+            last = str(exc)
+        time.sleep(0.25)
+    raise AssertionError(f"{url} not {status} after {timeout:.0f} s ({last}):\n{log.read_text()[-4000:]}")
+
+
+def stop(process: subprocess.Popen, timeout: float = 60) -> int:
+    """SIGTERM, wait, SIGKILL if needed; the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
