@@ -1,0 +1,96 @@
+"""What happens to a job, as plain values: requested, progressed, completed, failed.
+
+No transport types here: ``consumer.codec`` turns these into CloudEvents and back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumer.engine import JobOptions
+
+# Result event ids are uuid5 names in this namespace: the same input always gets the
+# same result id, however often it is delivered.
+RESULT_ID_NAMESPACE = uuid.UUID("7c0f3f4e-5d2a-4a53-9f0e-3b1f2d6c8a91")
+
+
+@dataclass(frozen=True, slots=True)
+class InputRef:
+    """The identity of the event that asked for a job."""
+
+    id: str
+    source: str
+    type: str
+    traceparent: str | None = None
+
+    def result_id(self, kind: str = "result") -> str:
+        """Deterministic id of the result (or ``kind``) event answering this input."""
+        return str(uuid.uuid5(RESULT_ID_NAMESPACE, f"{self.source}\n{self.id}\n{kind}"))
+
+    def to_dict(self) -> dict[str, str]:
+        """As the ``input`` field of result events."""
+        out = {"id": self.id, "source": self.source, "type": self.type}
+        if self.traceparent:
+            out["traceparent"] = self.traceparent
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """An audio object in the store."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str | None = None
+    size: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the ``object`` field of result events."""
+        return {"bucket": self.bucket, "key": self.key, "version_id": self.version_id, "etag": self.etag, "size": self.size}
+
+    @property
+    def partition_key(self) -> str:
+        """Kafka key of its result events: results of one object stay in order."""
+        return f"{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioJobRequested:
+    """An audio object was uploaded (or named by an event) and should be diarized."""
+
+    input: InputRef
+    object: ObjectRef
+    options: JobOptions = field(default_factory=JobOptions)
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgressed:
+    """A long job has done ``fraction`` of its work."""
+
+    request: AudioJobRequested
+    fraction: float
+    audio_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class DiarizationCompleted:
+    """A job finished; ``document`` is the result as stored in ``<prefix><key>.json``."""
+
+    request: AudioJobRequested
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class JobFailed:
+    """A job cannot succeed; retrying the same input would fail the same way."""
+
+    input: InputRef
+    object: ObjectRef | None
+    code: str
+    message: str
+
+
+JobOutcome = DiarizationCompleted | JobFailed
