@@ -134,6 +134,12 @@ class KafkaSettings:
     ssl_ca_location: str = ""
     max_poll_interval_ms: int = 300_000
     session_timeout_ms: int = 45_000
+    max_message_bytes: int = 1024 * 1024
+    publish_timeout_seconds: float = 30.0
+    retry_backoff_max_seconds: float = 30.0
+    shutdown_grace_seconds: float = 300.0
+    probe_port: int = 8081
+    liveness_timeout_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +155,16 @@ class StorageSettings:
     upload_bucket: str = "audio"
     results_bucket: str = "diarization-results"
     results_prefix: str = "results/"
+    allowed_buckets: frozenset[str] = frozenset({"audio"})
+
+
+@dataclass(frozen=True, slots=True)
+class EventSettings:
+    """Result events: their source, and progress reports for long jobs."""
+
+    source: str = "/diarization-service"
+    progress_min_audio_seconds: float = 60.0
+    progress_interval_seconds: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +176,7 @@ class Settings:
     http: HttpSettings = HttpSettings()
     kafka: KafkaSettings = KafkaSettings()
     storage: StorageSettings = StorageSettings()
+    events: EventSettings = EventSettings()
     log_level: str = "INFO"
     log_format: str = "json"
 
@@ -172,7 +189,11 @@ class Settings:
         log_format = _str(env, "LOG_FORMAT", "json").lower()
         if log_format not in {"json", "text"}:
             raise SettingsError(f"LOG_FORMAT must be json or text, got {log_format!r}")
-        audio, http, kafka, storage = AudioLimits(), HttpSettings(), KafkaSettings(), StorageSettings()
+        audio, http, kafka, storage, events = (
+            AudioLimits(), HttpSettings(), KafkaSettings(), StorageSettings(), EventSettings()
+        )
+        upload_bucket = _str(env, "S3_UPLOAD_BUCKET", storage.upload_bucket)
+        allowed = _str(env, "S3_ALLOWED_BUCKETS", upload_bucket)
         return cls(
             engine=EngineSettings(
                 model=_str(env, "DIARIZATION_MODEL") or default_model(env),
@@ -214,6 +235,18 @@ class Settings:
                 session_timeout_ms=_int(
                     env, "KAFKA_SESSION_TIMEOUT_MS", kafka.session_timeout_ms, minimum=1000
                 ),
+                max_message_bytes=_int(env, "KAFKA_MAX_MESSAGE_BYTES", kafka.max_message_bytes, minimum=1024),
+                publish_timeout_seconds=_float(
+                    env, "KAFKA_PUBLISH_TIMEOUT_SECONDS", kafka.publish_timeout_seconds, minimum=1.0
+                ),
+                retry_backoff_max_seconds=_float(
+                    env, "RETRY_BACKOFF_MAX_SECONDS", kafka.retry_backoff_max_seconds, minimum=0.1
+                ),
+                shutdown_grace_seconds=_float(env, "SHUTDOWN_GRACE_SECONDS", kafka.shutdown_grace_seconds),
+                probe_port=_int(env, "CONSUMER_PROBE_PORT", kafka.probe_port),
+                liveness_timeout_seconds=_float(
+                    env, "LIVENESS_TIMEOUT_SECONDS", kafka.liveness_timeout_seconds, minimum=1.0
+                ),
             ),
             storage=StorageSettings(
                 endpoint=_str(env, "S3_ENDPOINT", storage.endpoint),
@@ -222,9 +255,17 @@ class Settings:
                 secure=_bool(env, "S3_SECURE", False),
                 region=_str(env, "S3_REGION"),
                 ca_bundle=_str(env, "S3_CA_BUNDLE"),
-                upload_bucket=_str(env, "S3_UPLOAD_BUCKET", storage.upload_bucket),
+                upload_bucket=upload_bucket,
                 results_bucket=_str(env, "S3_RESULTS_BUCKET", storage.results_bucket),
                 results_prefix=_str(env, "S3_RESULTS_PREFIX", storage.results_prefix),
+                allowed_buckets=frozenset(b.strip() for b in allowed.split(",") if b.strip()),
+            ),
+            events=EventSettings(
+                source=_str(env, "EVENT_SOURCE", events.source),
+                progress_min_audio_seconds=_float(
+                    env, "PROGRESS_MIN_AUDIO_SECONDS", events.progress_min_audio_seconds
+                ),
+                progress_interval_seconds=_float(env, "PROGRESS_INTERVAL_SECONDS", events.progress_interval_seconds),
             ),
             log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
             log_format=log_format,

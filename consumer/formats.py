@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from consumer.engine import EngineResult
+from consumer.engine import EngineResult, JobOptions
+from consumer.events import InputRef, ObjectRef
 
 _UNSAFE_URI = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -35,3 +36,40 @@ def to_rttm(result: EngineResult, uri: str) -> str:
         f"SPEAKER {uri} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n"
         for t in result.turns
     )
+
+
+def options_dict(options: JobOptions) -> dict[str, Any]:
+    """Job options as in events and result documents (unset speaker hints left out)."""
+    out: dict[str, Any] = {
+        name: getattr(options, name)
+        for name in ("num_speakers", "min_speakers", "max_speakers")
+        if getattr(options, name) is not None
+    }
+    out["exclusive"] = options.exclusive
+    out["tasks"] = sorted(task.value for task in options.tasks)
+    return out
+
+
+def result_document(
+    input_ref: InputRef,
+    obj: ObjectRef,
+    options: JobOptions,
+    result: EngineResult,
+    model: str,
+    results_bucket: str,
+    result_keys: tuple[str, str],
+) -> dict[str, Any]:
+    """The result of a job as stored in ``<prefix><key>.json`` and sent in the completed event."""
+    return {
+        "input": input_ref.to_dict(),
+        "object": obj.to_dict(),
+        "status": "completed",
+        "options": options_dict(options),
+        **diarization_json(result),
+        **vad_json(result),
+        "duration": round(result.duration, 3),
+        "inference_seconds": round(result.inference_seconds, 3),
+        "model": model,
+        "reused": False,
+        "results": {"bucket": results_bucket, "json": result_keys[0], "rttm": result_keys[1]},
+    }

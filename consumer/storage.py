@@ -1,0 +1,173 @@
+"""The object store: audio in, result objects out, over the S3 API (MinIO's client).
+
+Audio is streamed into a spooled temporary file with a size cap, never read whole into
+memory when large. Result objects carry the source's etag and an options digest in
+their metadata, which makes a repeated job recognisable (idempotency). Every storage
+failure becomes one of the project's errors: missing or forbidden objects are permanent,
+anything else (connection refused, 5xx, a full temp disk) is retryable.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import logging
+import re
+import ssl
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO, TypeVar
+
+import certifi
+import urllib3
+from minio import Minio
+from minio.error import InvalidResponseError, S3Error, ServerError
+
+from consumer.config import StorageSettings
+from consumer.errors import (
+    AccessDeniedError,
+    InvalidEventError,
+    ObjectNotFoundError,
+    PayloadTooLargeError,
+    ServiceError,
+    StorageUnavailableError,
+)
+from consumer.events import ObjectRef
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_MISSING = {"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NoSuchObject", "ResourceNotFound"}
+_DENIED = {"AccessDenied", "AllAccessDisabled", "AccountProblem", "InvalidObjectState"}
+_SPOOL_IN_MEMORY = 32 * 1024 * 1024  # larger downloads go to a temporary file
+_CHUNK = 1024 * 1024
+_UNSAFE_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")
+SOURCE_ETAG = "source-etag"
+OPTIONS_DIGEST = "options-digest"
+
+
+class ObjectStore:
+    """Reads audio and writes results in an S3-compatible store."""
+
+    def __init__(self, settings: StorageSettings, client: Minio | None = None) -> None:
+        self.settings = settings
+        self.client = client or _client(settings)
+
+    # --- audio ---------------------------------------------------------------------------
+
+    def stat(self, ref: ObjectRef) -> ObjectRef:
+        """``ref`` completed with the object's current etag, size and version."""
+        info = self._call(lambda: self.client.stat_object(ref.bucket, ref.key, version_id=ref.version_id), ref)
+        return ObjectRef(ref.bucket, ref.key, info.version_id or ref.version_id, (info.etag or "").strip('"'), info.size)
+
+    @contextmanager
+    def open(self, ref: ObjectRef, max_bytes: int) -> Iterator[BinaryIO]:
+        """The object's bytes as a seekable file, downloaded in chunks up to ``max_bytes``."""
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as sink:
+            response = self._call(lambda: self.client.get_object(ref.bucket, ref.key, version_id=ref.version_id), ref)
+            try:
+                received = 0
+                for chunk in response.stream(_CHUNK):
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise PayloadTooLargeError(f"the object is larger than {max_bytes} bytes")
+                    sink.write(chunk)
+            except OSError as exc:
+                raise _os_error(exc) from exc
+            except (urllib3.exceptions.HTTPError, ssl.SSLError) as exc:
+                raise StorageUnavailableError(f"reading {ref.bucket}/{ref.key} failed: {exc}") from exc
+            finally:
+                response.close()
+                response.release_conn()
+            sink.seek(0)
+            yield sink
+
+    # --- results -------------------------------------------------------------------------
+
+    def result_keys(self, ref: ObjectRef) -> tuple[str, str]:
+        """The keys of the JSON and RTTM result objects of ``ref``, always under the prefix."""
+        if _UNSAFE_SEGMENT.search(ref.key) or any(ord(c) < 32 or ord(c) == 127 for c in ref.key):
+            raise InvalidEventError("the object key is not acceptable")
+        base = f"{self.settings.results_prefix}{ref.key.lstrip('/')}"
+        return f"{base}.json", f"{base}.rttm"
+
+    def find_result(self, ref: ObjectRef, options_digest: str) -> dict[str, Any] | None:
+        """The stored result document of this object version and options, if there is one."""
+        json_key, _ = self.result_keys(ref)
+        bucket = self.settings.results_bucket
+        try:
+            info = self._call(lambda: self.client.stat_object(bucket, json_key), ObjectRef(bucket, json_key))
+        except ObjectNotFoundError:
+            return None
+        metadata = {k.lower().removeprefix("x-amz-meta-"): v for k, v in (info.metadata or {}).items()}
+        if metadata.get(SOURCE_ETAG) != ref.etag or metadata.get(OPTIONS_DIGEST) != options_digest:
+            return None
+        response = self._call(lambda: self.client.get_object(bucket, json_key), ObjectRef(bucket, json_key))
+        try:
+            return json.loads(response.read())
+        finally:
+            response.close()
+            response.release_conn()
+
+    def write_result(self, ref: ObjectRef, options_digest: str, document: dict[str, Any], rttm: str) -> None:
+        """Store the RTTM, then the JSON document; the JSON is what ``find_result`` trusts."""
+        json_key, rttm_key = self.result_keys(ref)
+        metadata = {SOURCE_ETAG: ref.etag or "", OPTIONS_DIGEST: options_digest}
+        bucket = self.settings.results_bucket
+        for key, body, content_type in (
+            (rttm_key, rttm.encode(), "text/rttm"),
+            (json_key, json.dumps(document, separators=(",", ":")).encode(), "application/json"),
+        ):
+            self._call(
+                lambda: self.client.put_object(
+                    bucket, key, io.BytesIO(body), len(body), content_type=content_type, metadata=metadata
+                ),
+                ObjectRef(bucket, key),
+            )
+
+    # --- error mapping -------------------------------------------------------------------
+
+    def _call(self, action: Callable[[], T], ref: ObjectRef) -> T:
+        try:
+            return action()
+        except S3Error as exc:
+            raise _s3_error(exc, f"{ref.bucket}/{ref.key}") from exc
+        except (urllib3.exceptions.HTTPError, ServerError, InvalidResponseError, ssl.SSLError) as exc:
+            raise StorageUnavailableError(f"the object store is unavailable: {type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
+            raise _os_error(exc) from exc
+
+
+def _s3_error(exc: S3Error, where: str) -> ServiceError:
+    if exc.code in _MISSING:
+        return ObjectNotFoundError(f"{where} does not exist ({exc.code})")
+    if exc.code in _DENIED:
+        return AccessDeniedError(f"the service may not read {where} ({exc.code})")
+    return StorageUnavailableError(f"the object store failed on {where}: {exc.code}: {exc.message}")
+
+
+def _os_error(exc: OSError) -> ServiceError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageUnavailableError("no space left for temporary files")
+    return StorageUnavailableError(f"I/O error: {exc}")
+
+
+def _client(settings: StorageSettings) -> Minio:
+    """A MinIO client with short timeouts and few retries: the caller owns backoff."""
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=5, read=60),
+        retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
+        maxsize=8,
+        cert_reqs="CERT_REQUIRED" if settings.secure else "CERT_NONE",
+        ca_certs=settings.ca_bundle or certifi.where(),
+    )
+    return Minio(
+        settings.endpoint,
+        access_key=settings.access_key.value or None,
+        secret_key=settings.secret_key.value or None,
+        secure=settings.secure,
+        region=settings.region or None,
+        http_client=http,
+    )
