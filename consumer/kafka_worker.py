@@ -1,0 +1,383 @@
+"""The Kafka door, and the only confluent-kafka user: ``diarization-consumer``.
+
+At-least-once, nothing lost:
+
+- offsets are committed (synchronously, auto-commit off) only after every result event
+  of a message was acknowledged by the broker (``acks=all``, idempotent producer);
+- a job runs in a worker thread while this loop keeps polling with its partitions
+  paused, so a job longer than ``max.poll.interval.ms`` causes no rebalance;
+- retryable failures (storage, broker, model not ready) are retried in place with
+  jittered exponential backoff, still polling, never spinning, never committing;
+- permanent failures are answered with a ``…failed`` event; a message that is no event
+  at all (or an unsupported one) also goes to the dead-letter topic, and the offset moves on;
+- a redelivered input is answered from its stored result object (see ``JobHandler``)
+  with the same deterministic result id, so duplicates never carry new ids;
+- SIGTERM lets the current job finish within a grace period, publishes, commits, closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import Counter
+
+from consumer import codec
+from consumer.config import KafkaSettings, Settings, from_environment
+from consumer.errors import InvalidEventError, ServiceError, UnsupportedEventError
+from consumer.events import AudioJobRequested, InputRef, JobFailed, JobOutcome, JobProgressed
+from consumer.handler import JobHandler
+from consumer.logs import configure_logging
+from consumer.probes import Heartbeat, ProbeServer
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MESSAGES = Counter("kafka_messages_total", "Input messages handled, by outcome", ["outcome"])
+REBALANCES = Counter("kafka_rebalances_total", "Partition assignment changes", ["kind"])
+RETRIES = Counter("kafka_retries_total", "Backoffs before retrying, by reason", ["reason"])
+
+_POLL_SECONDS = 0.2  # while a job runs: keeps the group membership and the heartbeat alive
+Record = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]  # topic, key, value, headers
+
+
+class _Abandoned(Exception):
+    """Shutdown outlived its grace period: leave the message uncommitted for redelivery."""
+
+
+def client_configs(settings: KafkaSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(consumer, producer) librdkafka configurations; secrets go in, never into logs."""
+    common: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": f"diarization-{socket.gethostname()}",
+        "security.protocol": settings.security_protocol,
+    }
+    if settings.sasl_mechanism:
+        common["sasl.mechanism"] = settings.sasl_mechanism
+        common["sasl.username"] = settings.sasl_username
+        common["sasl.password"] = settings.sasl_password.value
+    if settings.ssl_ca_location:
+        common["ssl.ca.location"] = settings.ssl_ca_location
+    consumer = {
+        **common,
+        "group.id": settings.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "max.poll.interval.ms": settings.max_poll_interval_ms,
+        "session.timeout.ms": settings.session_timeout_ms,
+        "fetch.message.max.bytes": settings.max_message_bytes + 1024,
+    }
+    producer = {
+        **common,
+        "acks": "all",
+        "enable.idempotence": True,
+        "message.timeout.ms": int(settings.publish_timeout_seconds * 1000),
+        "linger.ms": 5,
+    }
+    return consumer, producer
+
+
+class KafkaWorker:
+    """Consumes audio events, runs them through a ``JobHandler``, publishes the results."""
+
+    def __init__(self, settings: Settings, handler: JobHandler, heartbeat: Heartbeat | None = None) -> None:
+        self.settings = settings
+        self.kafka = settings.kafka
+        self.handler = handler
+        self.heartbeat = heartbeat or Heartbeat()
+        consumer_config, producer_config = client_configs(self.kafka)
+        consumer_config["error_cb"] = producer_config["error_cb"] = _log_client_error
+        self._consumer = Consumer(consumer_config)
+        self._producer = Producer(producer_config)
+        self._stopping = threading.Event()
+        self._grace_deadline = float("inf")
+        self._paused = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish the current job (within the grace period) and exit."""
+        if not self._stopping.is_set():
+            self._grace_deadline = time.monotonic() + self.kafka.shutdown_grace_seconds
+            self._stopping.set()
+            log.info("stopping", extra={"grace_seconds": self.kafka.shutdown_grace_seconds})
+
+    def run(self) -> None:
+        """Consume until ``stop()``; blocks."""
+        self._consumer.subscribe(
+            [self.kafka.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        log.info("consuming", extra={"topic": self.kafka.input_topic, "group": self.kafka.group_id})
+        try:
+            while not self._stopping.is_set():
+                self.heartbeat.beat()
+                message = self._consumer.poll(1.0)
+                if message is None:
+                    continue
+                if message.error():
+                    _log_message_error(message.error())
+                    continue
+                self._process(message)
+        finally:
+            self._consumer.close()
+            self._producer.flush(self.kafka.publish_timeout_seconds)
+            log.info("stopped")
+
+    # --- one message ---------------------------------------------------------------------
+
+    def _process(self, message: Message) -> None:
+        where = {"topic": message.topic(), "partition": message.partition(), "offset": message.offset()}
+        records: list[Record] = []
+        try:
+            items = self._decode(message)
+        except (InvalidEventError, UnsupportedEventError) as exc:
+            log.warning("undecodable message dead-lettered", extra={**where, "error_code": exc.code, "error": exc.message})
+            MESSAGES.labels("dead_lettered").inc()
+            failed = JobFailed(_coordinates(message), None, exc.code, exc.message)
+            records = [self._dead_letter_record(message, exc), self._result_record(failed)]
+        else:
+            if not items:
+                MESSAGES.labels("ignored").inc()
+            for item in items:
+                outcome = item if isinstance(item, JobFailed) else self._run_job(item)
+                if outcome is None:  # abandoned at shutdown: not committed, redelivered later
+                    return
+                records.append(self._result_record(outcome))
+                MESSAGES.labels("completed" if not isinstance(outcome, JobFailed) else "failed").inc()
+        if self._publish(records):
+            self._commit(message)
+
+    def _decode(self, message: Message) -> list[codec.Decoded]:
+        size = len(message.value() or b"")
+        if size > self.kafka.max_message_bytes:
+            raise InvalidEventError(f"the message has {size} bytes, more than {self.kafka.max_message_bytes}")
+        return codec.decode_kafka(message.headers(), message.key(), message.value())
+
+    def _run_job(self, request: AudioJobRequested) -> JobOutcome | None:
+        """The job's outcome, retrying retryable failures; ``None`` if shutdown abandoned it."""
+        attempt = 0
+        while True:
+            try:
+                return self._while_polling(lambda: self.handler.handle(request, progress=self._publish_progress))
+            except _Abandoned:
+                log.warning("job abandoned at shutdown", extra={"event_id": request.input.id})
+                return None
+            except ServiceError as exc:  # handle() raises retryable errors only
+                attempt += 1
+                RETRIES.labels(exc.code).inc()
+                if not self._back_off(attempt, exc.code):
+                    return None
+
+    # --- publishing and committing -------------------------------------------------------
+
+    def _result_record(self, outcome: JobOutcome) -> Record:
+        key, value, headers = codec.encode_kafka(outcome, self.settings.events.source)
+        return self.kafka.results_topic, key, value, headers
+
+    def _dead_letter_record(self, message: Message, error: ServiceError) -> Record:
+        headers = list(message.headers() or []) + [
+            ("dlq-error-code", error.code.encode()),
+            ("dlq-error-message", error.message.encode()[:1000]),
+            ("dlq-source-topic", message.topic().encode()),
+            ("dlq-source-partition", str(message.partition()).encode()),
+            ("dlq-source-offset", str(message.offset()).encode()),
+        ]
+        return self.kafka.dlq_topic, message.key(), message.value() or b"", headers
+
+    def _publish(self, records: list[Record]) -> bool:
+        """Deliver ``records`` (acks=all); retry with backoff until they are. False at shutdown."""
+        attempt = 0
+        while True:
+            failures: list[object] = []
+
+            def delivered(error: KafkaError | None, _: Message) -> None:
+                if error is not None:
+                    failures.append(error)
+
+            try:
+                for topic, key, value, headers in records:
+                    self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
+                remaining = self._producer.flush(self.kafka.publish_timeout_seconds + 5)
+            except (KafkaException, BufferError) as exc:
+                failures.append(exc)
+                remaining = 0
+            if not failures and remaining == 0:
+                return True
+            attempt += 1
+            RETRIES.labels("publish_failed").inc()
+            log.warning("publishing results failed", extra={"error": str(failures[:1] or "timeout"), "attempt": attempt})
+            if not self._back_off(attempt, "publish_failed"):
+                return False
+
+    def _publish_progress(self, progress: JobProgressed) -> None:
+        """Best effort, from the job thread: a lost progress event costs nothing."""
+        key, value, headers = codec.encode_kafka(progress, self.settings.events.source)
+        try:
+            self._producer.produce(self.kafka.results_topic, value=value, key=key, headers=headers)
+            self._producer.poll(0)
+        except (KafkaException, BufferError) as exc:
+            log.info("progress event dropped", extra={"error": str(exc)})
+
+    def _commit(self, message: Message) -> None:
+        try:
+            self._consumer.commit(message=message, asynchronous=False)
+        except KafkaException as exc:
+            # The partition moved to another consumer meanwhile; it will redeliver the
+            # message and answer it from the stored result, under the same result id.
+            log.warning("commit failed", extra={"error": str(exc), "offset": message.offset()})
+
+    # --- waiting while staying in the group ----------------------------------------------
+
+    def _while_polling(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in a thread; meanwhile poll with all partitions paused."""
+        outcome: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                outcome["value"] = work()
+            except BaseException as exc:  # re-raised in this thread below
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=target, name="job", daemon=True)
+        self._pause()
+        try:
+            thread.start()
+            while thread.is_alive():
+                self._poll_paused()
+                if self._stopping.is_set() and time.monotonic() > self._grace_deadline:
+                    raise _Abandoned()
+                thread.join(_POLL_SECONDS)
+        finally:
+            if not self._stopping.is_set():
+                self._resume()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    def _back_off(self, attempt: int, reason: str) -> bool:
+        """Wait a jittered, growing delay while polling; False if shutdown came first."""
+        delay = min(self.kafka.retry_backoff_max_seconds, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
+        log.info("backing off", extra={"seconds": round(delay, 2), "attempt": attempt, "reason": reason})
+        deadline = time.monotonic() + delay
+        self._pause()
+        try:
+            while time.monotonic() < deadline:
+                if self._stopping.is_set():
+                    return False
+                self._poll_paused()
+                time.sleep(min(_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        finally:
+            if not self._stopping.is_set():
+                self._resume()
+        return True
+
+    def _poll_paused(self) -> None:
+        self.heartbeat.beat()
+        message = self._consumer.poll(0)
+        if message is not None and not message.error():
+            # fetched before the pause took effect: rewind so it is consumed later
+            self._consumer.seek(TopicPartition(message.topic(), message.partition(), message.offset()))
+
+    def _pause(self) -> None:
+        self._paused = True
+        assignment = self._consumer.assignment()
+        if assignment:
+            self._consumer.pause(assignment)
+
+    def _resume(self) -> None:
+        self._paused = False
+        assignment = self._consumer.assignment()
+        if assignment:
+            self._consumer.resume(assignment)
+
+    # --- rebalance callbacks (run inside poll, on this thread) ---------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        REBALANCES.labels("assigned").inc()
+        consumer.assign(partitions)
+        if self._paused and partitions:
+            consumer.pause(partitions)
+        log.info("partitions assigned", extra={"partitions": [p.partition for p in partitions]})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        REBALANCES.labels("revoked").inc()
+        log.info("partitions revoked", extra={"partitions": [p.partition for p in partitions]})
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        REBALANCES.labels("lost").inc()
+        log.warning("partitions lost", extra={"partitions": [p.partition for p in partitions]})
+
+
+def _coordinates(message: Message) -> InputRef:
+    """The identity of a message that is no event: where it sits in Kafka."""
+    return InputRef(
+        id=f"{message.topic()}/{message.partition()}/{message.offset()}",
+        source=f"kafka:{message.topic()}",
+        type="unparseable",
+    )
+
+
+def _log_client_error(error: KafkaError) -> None:
+    log.warning("kafka client error", extra={"error": error.str(), "code": error.name()})
+
+
+def _log_message_error(error: KafkaError) -> None:
+    if error.code() != KafkaError._PARTITION_EOF:
+        log.warning("kafka consume error", extra={"error": error.str(), "code": error.name()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``diarization-consumer``; all settings come from the environment."""
+    argparse.ArgumentParser(
+        prog="diarization-consumer",
+        description="Consume audio-uploaded events from Kafka, diarize, publish result CloudEvents. "
+        "Configured with environment variables; see the README.",
+    ).parse_args(argv)
+    settings = from_environment()
+    configure_logging(settings.log_level, settings.log_format)
+    log.info("starting Kafka consumer", extra={"settings": settings.describe(), "pid": os.getpid()})
+
+    from consumer.wiring import build_event_handler
+
+    handler = build_event_handler(settings)
+    heartbeat = Heartbeat()
+    probes = ProbeServer(
+        "0.0.0.0", settings.kafka.probe_port, heartbeat, lambda: handler.ready, settings.kafka.liveness_timeout_seconds
+    )
+    probes.start()
+    worker = KafkaWorker(settings, handler, heartbeat)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    # the model loads before the first poll: no event is taken before it can be served
+    stop_beating = threading.Event()
+    threading.Thread(target=_beat_until, args=(heartbeat, stop_beating), daemon=True).start()
+    try:
+        handler.engine.load()
+    except ServiceError as exc:
+        log.error("model load failed", extra={"error_code": exc.code, "error": exc.message})
+        return 1
+    finally:
+        stop_beating.set()
+    worker.run()
+    probes.close()
+    return 0
+
+
+def _beat_until(heartbeat: Heartbeat, done: threading.Event) -> None:
+    """Loading is progress too: keep liveness green until the loop takes over."""
+    while not done.wait(1.0):
+        heartbeat.beat()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
