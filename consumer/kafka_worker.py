@@ -144,7 +144,7 @@ class KafkaWorker:
             log.warning("undecodable message dead-lettered", extra={**where, "error_code": exc.code, "error": exc.message})
             MESSAGES.labels("dead_lettered").inc()
             failed = JobFailed(_coordinates(message), None, exc.code, exc.message)
-            records = [self._dead_letter_record(message, exc), self._result_record(failed)]
+            records = [self._dead_letter_record(message, exc), self._result_record(failed, key=message.key())]
         else:
             if not items:
                 MESSAGES.labels("ignored").inc()
@@ -180,9 +180,10 @@ class KafkaWorker:
 
     # --- publishing and committing -------------------------------------------------------
 
-    def _result_record(self, outcome: JobOutcome) -> Record:
-        key, value, headers = codec.encode_kafka(outcome, self.settings.events.source)
-        return self.kafka.results_topic, key, value, headers
+    def _result_record(self, outcome: JobOutcome, key: bytes | None = None) -> Record:
+        """The result event; ``key`` stands in for an event without an object (unparseable input)."""
+        object_key, value, headers = codec.encode_kafka(outcome, self.settings.events.source)
+        return self.kafka.results_topic, object_key or key, value, headers
 
     def _dead_letter_record(self, message: Message, error: ServiceError) -> Record:
         headers = list(message.headers() or []) + [
