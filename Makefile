@@ -29,12 +29,13 @@ print(cfg["options"]["install_requires"] + cfg["options.extras_require"]["test"]
 endef
 export REQUIREMENTS
 
-.PHONY: help install system-deps venv models demo test test-unit test-http test-model bench clean-venv
+
+.PHONY: help install system-deps venv models stack demo demo-http test test-unit test-http test-model bench clean-venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-install: system-deps venv models ## everything the demo and the tests need
+install: system-deps venv models stack ## everything the demo and the tests need
 
 system-deps: ## Debian packages: ffmpeg libraries (torchcodec), espeak-ng and sox (test audio)
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -59,10 +60,16 @@ models: $(BUNDLE) ## the offline default model bundle in $(CACHE_DIR)/models
 $(BUNDLE): $(DEPS_STAMP) consumer/engine/bundle.py consumer/engine/campplus.py
 	$(PY) -m consumer.engine.bundle build --force
 
-demo: install ## diarize the bundled sample through the HTTP API, from a real model, offline
+stack: venv ## Kafka jars and a MinIO binary for the local stack (needs Java 17+, Maven, Go 1.24+)
+	$(PY) local-dev/stack.py install
+
+demo: install ## upload a recording to MinIO, get its diarization back as a Kafka result event
 	$(PY) local-dev/demo.py
 
-test: install ## every test tier: unit, http, model (real bundle)
+demo-http: install ## diarize the bundled sample through the synchronous HTTP API
+	$(PY) local-dev/demo.py --http
+
+test: install ## every test tier: unit, http, model (real bundle), integration (real Kafka + MinIO)
 	$(PY) -m pytest tests
 
 test-unit: venv ## pure-logic tests only

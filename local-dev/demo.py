@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
-"""``make demo``: diarize pyannote's bundled sample through the running service, offline.
+"""``make demo``: the main job end to end on this machine, offline.
 
-Starts the HTTP shim on a free loopback port with the offline bundle, waits until the
-model is warm (``/ready``), uploads the sample to ``POST /v1/diarize`` and prints who
-spoke when, then stops the shim.
+Events (default): starts a fresh local stack (Kafka + MinIO, instance ``demo``) and the
+Kafka consumer with the offline bundle, uploads pyannote's bundled sample into the
+``audio`` bucket, waits for the result CloudEvent on the results topic and prints the
+diarization from it: bucket -> MinIO notification -> Kafka -> consumer -> result event.
+
+``--http``: starts the HTTP shim instead and sends the sample to ``POST /v1/diarize``.
 """
 
 from __future__ import annotations
 
+import argparse
+import io
+import json
 import os
 import signal
 import socket
@@ -15,11 +21,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
+STACK = [sys.executable, str(REPO / "local-dev" / "stack.py")]
+INSTANCE = "demo"
 
 
 def _free_port() -> int:
@@ -34,46 +43,121 @@ def _sample() -> Path:
     return Path(pyannote.audio.__file__).parent / "sample" / "sample.wav"
 
 
-def _wait_ready(base: str, shim: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+def _start(module: str, env: dict[str, str], name: str) -> tuple[subprocess.Popen, Path]:
+    log = Path(tempfile.gettempdir()) / f"diarization-demo-{name}.log"
+    full_env = {**os.environ, **env, "LOG_FORMAT": "text", "PYTHONPATH": str(REPO)}
+    with log.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", module], env=full_env, stdout=sink, stderr=subprocess.STDOUT)
+    print(f"started {name} (pid {process.pid}, log: {log})")
+    return process, log
+
+
+def _wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if shim.poll() is not None:
-            sys.exit(f"the shim exited with {shim.returncode}; its log:\n{log.read_text()[-3000:]}")
+        if process.poll() is not None:
+            sys.exit(f"it exited with {process.returncode}; its log:\n{log.read_text()[-3000:]}")
         try:
-            if requests.get(f"{base}/ready", timeout=2).status_code == 200:
+            if requests.get(url, timeout=2).status_code == 200:
                 return
         except requests.ConnectionError:
             pass
         time.sleep(0.5)
-    sys.exit(f"the model was not ready after {timeout:.0f} s; see {log}")
+    sys.exit(f"not ready after {timeout:.0f} s; see {log}")
 
 
-def main() -> int:
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _print_turns(segments: list[dict], num_speakers: int) -> None:
+    print(f"\n{num_speakers} speakers, {len(segments)} turns:")
+    for turn in segments:
+        print(f"  {turn['start']:7.2f} - {turn['end']:7.2f}  {turn['speaker']}")
+
+
+def events_demo() -> int:
+    from cloudevents.core.bindings import kafka as ce_kafka
+    from cloudevents.core.formats.json import JSONFormat
+    from confluent_kafka import Consumer
+    from minio import Minio
+
+    print("starting a fresh local stack (Kafka + MinIO) ...")
+    subprocess.run([*STACK, "destroy", "--name", INSTANCE], check=True, capture_output=True)
+    subprocess.run([*STACK, "start", "--name", INSTANCE], check=True)
+    env = dict(
+        line.split("=", 1)
+        for line in subprocess.run([*STACK, "env", "--name", INSTANCE], check=True, capture_output=True, text=True).stdout.splitlines()
+    )
+    probe_port = _free_port()
+    consumer_process, log = _start(
+        "consumer.kafka_worker", {**env, "CONSUMER_PROBE_PORT": str(probe_port), "KAFKA_GROUP_ID": "diarization-demo"}, "consumer"
+    )
+    results = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "group.id": f"demo-reader-{uuid.uuid4().hex}",
+                        "auto.offset.reset": "earliest"})  # fmt: skip
+    try:
+        _wait_ready(f"http://127.0.0.1:{probe_port}/ready", consumer_process, log)
+        print("the consumer's model is loaded and warm")
+        results.subscribe([env["KAFKA_RESULTS_TOPIC"]])
+        sample = _sample().read_bytes()
+        key = f"demo/{time.strftime('%Y%m%d-%H%M%S')}/sample.wav"
+        minio = Minio(env["S3_ENDPOINT"], env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"], secure=False)
+        uploaded = time.monotonic()
+        minio.put_object(env["S3_UPLOAD_BUCKET"], key, io.BytesIO(sample), len(sample), content_type="audio/wav")
+        print(f"uploaded s3://{env['S3_UPLOAD_BUCKET']}/{key}; waiting for its result event on {env['KAFKA_RESULTS_TOPIC']} ...")
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            message = results.poll(1.0)
+            if message is None or message.error():
+                continue
+            event = ce_kafka.from_binary(
+                ce_kafka.KafkaMessage(dict(message.headers() or []), message.key(), message.value()), JSONFormat()
+            )
+            if event.get_subject() != f"{env['S3_UPLOAD_BUCKET']}/{key}" or event.get_type().endswith(".progress"):
+                continue
+            data = event.get_data()
+            print(f"\nresult event after {time.monotonic() - uploaded:.1f} s: type={event.get_type()} id={event.get_id()}")
+            if "error" in data:
+                print(json.dumps(data["error"], indent=2))
+                return 1
+            _print_turns(data["segments"], data["num_speakers"])
+            print(f"\n{len(data['speech_segments'])} speech regions; result objects: "
+                  f"s3://{data['results']['bucket']}/{data['results']['json']} and .rttm")  # fmt: skip
+            return 0
+        print(f"no result event within 300 s; see {log}")
+        return 1
+    finally:
+        results.close()
+        _stop(consumer_process)
+        subprocess.run([*STACK, "destroy", "--name", INSTANCE], check=False, capture_output=True)
+
+
+def http_demo() -> int:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    log = Path(tempfile.gettempdir()) / f"diarization-demo-shim-{port}.log"
-    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "LOG_FORMAT": "text", "PYTHONPATH": str(REPO)}
-    print(f"starting the HTTP shim on {base} (log: {log})")
-    started = time.monotonic()
-    with log.open("wb") as sink:
-        shim = subprocess.Popen([sys.executable, "-m", "http_shim.server"], env=env, stdout=sink, stderr=subprocess.STDOUT)
+    shim, log = _start("http_shim.server", {"PORT": str(port), "HOST": "127.0.0.1"}, "shim")
     try:
-        _wait_ready(base, shim, log)
-        health = requests.get(f"{base}/health", timeout=5).json()
-        print(f"model loaded and warm after {time.monotonic() - started:.1f} s: {health}")
-        sample = _sample()
-        print(f"POST /v1/diarize  file={sample.name}")
-        with sample.open("rb") as audio:
+        _wait_ready(f"{base}/ready", shim, log)
+        print(f"model loaded and warm: {requests.get(f'{base}/health', timeout=5).json()}")
+        print(f"POST {base}/v1/diarize  file=sample.wav")
+        with _sample().open("rb") as audio:
             response = requests.post(f"{base}/v1/diarize", files={"file": audio}, timeout=600)
         response.raise_for_status()
         body = response.json()
-        print(f"\n{body['num_speakers']} speakers, {len(body['segments'])} turns:")
-        for turn in body["segments"]:
-            print(f"  {turn['start']:7.2f} - {turn['end']:7.2f}  {turn['speaker']}")
+        _print_turns(body["segments"], body["num_speakers"])
         return 0
     finally:
-        shim.send_signal(signal.SIGTERM)
-        shim.wait(60)
+        _stop(shim)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--http", action="store_true", help="use the synchronous HTTP API instead of events")
+    return http_demo() if parser.parse_args().http else events_demo()
 
 
 if __name__ == "__main__":
