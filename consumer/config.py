@@ -119,6 +119,18 @@ class HttpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceiverSettings:
+    """The Knative receiver (``POST /`` on the shim)."""
+
+    sink: str = ""  # K_SINK, injected by a SinkBinding or a source's sink
+    reply_timeout_seconds: float = 240.0
+    always_async: bool = False
+    dedup_window_seconds: float = 600.0
+    max_event_bytes: int = 1024 * 1024
+    sink_retry_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
 class KafkaSettings:
     """The Kafka consumer's connection, topics and client options."""
 
@@ -174,6 +186,7 @@ class Settings:
     engine: EngineSettings
     audio: AudioLimits = AudioLimits()
     http: HttpSettings = HttpSettings()
+    receiver: ReceiverSettings = ReceiverSettings()
     kafka: KafkaSettings = KafkaSettings()
     storage: StorageSettings = StorageSettings()
     events: EventSettings = EventSettings()
@@ -189,8 +202,8 @@ class Settings:
         log_format = _str(env, "LOG_FORMAT", "json").lower()
         if log_format not in {"json", "text"}:
             raise SettingsError(f"LOG_FORMAT must be json or text, got {log_format!r}")
-        audio, http, kafka, storage, events = (
-            AudioLimits(), HttpSettings(), KafkaSettings(), StorageSettings(), EventSettings()
+        audio, http, receiver, kafka, storage, events = (
+            AudioLimits(), HttpSettings(), ReceiverSettings(), KafkaSettings(), StorageSettings(), EventSettings()
         )
         upload_bucket = _str(env, "S3_UPLOAD_BUCKET", storage.upload_bucket)
         allowed = _str(env, "S3_ALLOWED_BUCKETS", upload_bucket)
@@ -217,6 +230,14 @@ class Settings:
                 request_timeout=_float(
                     env, "REQUEST_TIMEOUT_SECONDS", http.request_timeout, minimum=1.0
                 ),
+            ),
+            receiver=ReceiverSettings(
+                sink=_str(env, "K_SINK"),
+                reply_timeout_seconds=_float(env, "RECEIVER_REPLY_TIMEOUT_SECONDS", receiver.reply_timeout_seconds),
+                always_async=_bool(env, "RECEIVER_ASYNC", receiver.always_async),
+                dedup_window_seconds=_float(env, "DEDUP_WINDOW_SECONDS", receiver.dedup_window_seconds),
+                max_event_bytes=_int(env, "EVENT_MAX_BYTES", receiver.max_event_bytes, minimum=1024),
+                sink_retry_seconds=_float(env, "RECEIVER_SINK_RETRY_SECONDS", receiver.sink_retry_seconds),
             ),
             kafka=KafkaSettings(
                 bootstrap_servers=_str(env, "KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers),

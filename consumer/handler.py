@@ -7,14 +7,13 @@ outcome to publish. It knows nothing about HTTP, Kafka or CloudEvents.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import BinaryIO
 
 from consumer import metrics
@@ -76,13 +75,17 @@ class JobHandler:
         *,
         job_id: str = "",
         progress: AudioProgress | None = None,
+        reservation: Reservation | None = None,
     ) -> EngineResult:
-        """Decode ``source`` and run the engine on it; blocks. Raises ``ServiceError`` subclasses."""
+        """Decode ``source`` and run the engine on it; blocks. Raises ``ServiceError`` subclasses.
+
+        Takes a slot (or uses ``reservation``) and frees it when done.
+        """
         if not self.engine.ready:
             raise ModelNotReadyError("the model is still loading; retry shortly")
         task = "diarization" if options.diarize else "vad"
         started = time.perf_counter()
-        with self._admitted():
+        with reservation or self.reserve():
             try:
                 audio = decode(source, self.limits)
                 decoded = time.perf_counter()
@@ -118,17 +121,21 @@ class JobHandler:
     # --- the event doors -----------------------------------------------------------------
 
     def handle(
-        self, request: AudioJobRequested, progress: Callable[[JobProgressed], None] | None = None
+        self,
+        request: AudioJobRequested,
+        progress: Callable[[JobProgressed], None] | None = None,
+        reservation: Reservation | None = None,
     ) -> JobOutcome:
         """Run one requested job to its outcome; blocks.
 
         Returns ``DiarizationCompleted`` (possibly reused from a stored result) or
         ``JobFailed`` for a permanent failure. Raises retryable ``ServiceError``s
-        (storage or model unavailable): the caller backs off and tries again.
+        (storage or model unavailable, no free slot): the caller backs off and tries again.
         """
         started = time.perf_counter()
         try:
-            outcome = self._handle(request, progress)
+            with reservation or self.reserve() as held:
+                outcome = self._handle(request, progress, held)
         except ServiceError as exc:
             if exc.retryable:
                 log.warning("job will be retried", extra=_job_fields(request, started, error_code=exc.code, error=exc.message))
@@ -142,7 +149,12 @@ class JobHandler:
             log.info("job done", extra=_job_fields(request, started, reused=outcome.document.get("reused", False)))
         return outcome
 
-    def _handle(self, request: AudioJobRequested, progress: Callable[[JobProgressed], None] | None) -> JobOutcome:
+    def _handle(
+        self,
+        request: AudioJobRequested,
+        progress: Callable[[JobProgressed], None] | None,
+        reservation: Reservation,
+    ) -> JobOutcome:
         if self.store is None:
             raise RuntimeError("JobHandler.handle needs an object store")
         if request.object.bucket not in self.allowed_buckets:
@@ -161,7 +173,9 @@ class JobHandler:
 
         throttle = _Throttle(self.events, request, progress)
         with self.store.open(obj, self.limits.max_bytes) as audio:
-            result = self.analyze(audio, request.options, job_id=request.input.id, progress=throttle)
+            result = self.analyze(
+                audio, request.options, job_id=request.input.id, progress=throttle, reservation=reservation
+            )
         keys = self.store.result_keys(obj)
         document = result_document(
             request.input, obj, request.options, result, self.model_name, self.store.settings.results_bucket, keys
@@ -169,19 +183,42 @@ class JobHandler:
         self.store.write_result(obj, digest, document, to_rttm(result, rttm_uri(obj.key)))
         return DiarizationCompleted(request, document)
 
-    @contextlib.contextmanager
-    def _admitted(self) -> Iterator[None]:
+    def reserve(self) -> Reservation:
+        """A slot for one job, held until released; raises ``BusyError`` when none is free.
+
+        A door that must know a job is admitted before it answers (the Knative receiver's
+        202) reserves first and hands the reservation to ``handle``.
+        """
         with self._guard:
             if self._max_in_flight is not None and self._in_flight >= self._max_in_flight:
                 raise BusyError(f"{self._in_flight} jobs are already running or queued; retry later")
             self._in_flight += 1
             metrics.JOBS_IN_FLIGHT.set(self._in_flight)
-        try:
-            yield
-        finally:
-            with self._guard:
-                self._in_flight -= 1
-                metrics.JOBS_IN_FLIGHT.set(self._in_flight)
+        return Reservation(self._release)
+
+    def _release(self) -> None:
+        with self._guard:
+            self._in_flight -= 1
+            metrics.JOBS_IN_FLIGHT.set(self._in_flight)
+
+
+class Reservation:
+    """One admitted job's slot; releasing it twice is harmless."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release: Callable[[], None] | None = release
+
+    def release(self) -> None:
+        """Free the slot (once)."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
 
 
 class _Throttle:

@@ -348,9 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     log.info("starting Kafka consumer", extra={"settings": settings.describe(), "pid": os.getpid()})
 
-    from consumer.wiring import build_event_handler
+    from consumer.wiring import build_handler
 
-    handler = build_event_handler(settings)
+    handler = build_handler(settings)
     heartbeat = Heartbeat()
     probes = ProbeServer(
         "0.0.0.0", settings.kafka.probe_port, heartbeat, lambda: handler.ready, settings.kafka.liveness_timeout_seconds

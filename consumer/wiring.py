@@ -16,12 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def build_handler(settings: Settings, max_pending: int | None = None) -> JobHandler:
-    """A ``JobHandler`` for audio sent in requests, on a (not yet loaded) pyannote engine."""
-    return JobHandler(PyannoteEngine(settings.engine), settings.audio, max_pending=max_pending)
-
-
-def build_event_handler(settings: Settings, max_pending: int | None = None) -> JobHandler:
-    """A ``JobHandler`` for events naming objects in the store, on a (not yet loaded) engine."""
+    """A ``JobHandler`` on a (not yet loaded) pyannote engine and the configured object store."""
     return JobHandler(
         PyannoteEngine(settings.engine),
         settings.audio,
