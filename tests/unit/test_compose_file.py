@@ -73,8 +73,8 @@ def test_services_get_the_settings_stack_py_prints(compose: dict[str, Any], serv
 
 def test_consumer_and_shim_run_the_project_image(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert services["consumer"]["command"] == ["diarization-consumer"]
-    assert services["shim"]["command"] == ["diarization-shim"]
+    assert services["consumer"]["command"] == ["consumer"]  # modes of the image ENTRYPOINT "diarization"
+    assert services["shim"]["command"] == ["shim"]
     for name in SERVICE_NAMES:
         assert services[name]["build"] == {"context": "..", "dockerfile": "Containerfile"}
         assert (LOCAL_DEV / services[name]["build"]["context"]).is_dir()
