@@ -1,0 +1,502 @@
+"""knative/ matches the real Kubernetes, Knative, KEDA and OpenShift schemas, and the code.
+
+Core kinds are validated with the schemas of the ``kubernetes-validate`` wheel, custom
+resources with the CRDs of the pinned Go modules (local-dev/k8s_schemas.py fetches them
+once into the cache). Beyond the schemas: every env var a manifest sets is one the code
+reads, ports and probe paths are the code's, timeouts nest, and kustomize sees every file.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from consumer import cli
+from consumer.config import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+KNATIVE = REPO / "knative"
+ROOT_KUSTOMIZATIONS = (KNATIVE, KNATIVE / "openshift")  # applied on their own
+IMAGE = "diarization-service"
+# Read by libraries rather than consumer/config.py, or injected by Knative.
+LIBRARY_ENV = {"K_SINK", "HF_TOKEN", "HF_HUB_OFFLINE", "PYANNOTE_METRICS_ENABLED"}
+KNATIVE_INGRESS_NAMESPACE = "knative-serving-ingress"
+ROOT_FIELDS = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}}
+
+
+def load_k8s_schemas() -> ModuleType:
+    """Import local-dev/k8s_schemas.py by path (``local-dev`` is not a package name)."""
+    spec = importlib.util.spec_from_file_location("local_dev_k8s_schemas", REPO / "local-dev" / "k8s_schemas.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+k8s_schemas = load_k8s_schemas()
+stack = k8s_schemas.stack
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One YAML document of a manifest file."""
+
+    path: Path
+    body: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.body["kind"]
+
+    @property
+    def name(self) -> str:
+        return self.body["metadata"]["name"]
+
+    @property
+    def example(self) -> bool:
+        return self.path.name.endswith(".example.yaml")
+
+    def __str__(self) -> str:
+        return f"{self.path.relative_to(KNATIVE)}:{self.kind}/{self.name}"
+
+
+def manifest_files() -> list[Path]:
+    """Every YAML file under knative/ except the kustomizations."""
+    return sorted(p for p in KNATIVE.rglob("*.yaml") if p.name != "kustomization.yaml")
+
+
+def load_docs() -> list[Doc]:
+    """Every YAML document of the manifest files, examples included."""
+    return [Doc(path, body) for path in manifest_files()
+            for body in yaml.safe_load_all(path.read_text()) if body is not None]
+
+
+DOCS = load_docs()
+
+
+def find(kind: str, *, examples: bool = False) -> list[Doc]:
+    """The documents of ``kind``; examples only when asked for."""
+    return [doc for doc in DOCS if doc.kind == kind and (examples or not doc.example)]
+
+
+def the(kind: str, api_group: str = "") -> Doc:
+    """The one (non-example) document of ``kind`` (in ``api_group``, when given)."""
+    docs = [doc for doc in find(kind) if doc.body["apiVersion"].startswith(api_group)]
+    assert len(docs) == 1, f"expected one {kind} in knative/, found {[str(d) for d in docs]}"
+    return docs[0]
+
+
+def knative_service() -> Doc:
+    """The Knative Service of the shim."""
+    return the("Service", "serving.knative.dev/")
+
+
+def pod_spec(doc: Doc) -> dict[str, Any]:
+    """The pod spec of a Knative Service or a Deployment."""
+    return doc.body["spec"]["template"]["spec"]
+
+
+def workloads() -> list[Doc]:
+    """Everything that runs the image."""
+    return [knative_service(), *find("Deployment")]
+
+
+def config_map() -> dict[str, str]:
+    """The shared settings."""
+    return the("ConfigMap").body["data"]
+
+
+# --- Schemas ------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """The CRD schemas of the pinned modules; fails (never skips) when they cannot be had."""
+    try:
+        return k8s_schemas.crd_schemas(stack.cache_dir())
+    except k8s_schemas.SchemaError as exc:
+        pytest.fail(f"cannot get the CRD schemas (needs Go and the module proxy once): {exc}")
+
+
+@pytest.fixture(scope="session")
+def kubernetes_validate() -> ModuleType:
+    """The core Kubernetes schemas' package; fails (never skips) when it is missing."""
+    try:
+        import kubernetes_validate
+    except ImportError:
+        pytest.fail("kubernetes-validate is not installed; it belongs to setup.cfg's test extra "
+                    "(pip install 'kubernetes-validate==1.37.*')")
+    return kubernetes_validate
+
+
+def strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """An openAPIV3Schema as JSON Schema that rejects unknown fields, like `kubectl --validate=strict`."""
+    out = {key: value for key, value in schema.items() if value is not None}  # `anyOf: null` = absent
+    if "properties" in out:
+        out["properties"] = {name: strict(sub) for name, sub in out["properties"].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), dict):
+            out[key] = strict(out[key])
+    # allOf/anyOf/oneOf/not only add value checks in a structural schema: left as they are.
+    if out.pop("nullable", False) and "type" in out:
+        out["type"] = [out["type"], "null"]
+    if out.get("x-kubernetes-embedded-resource"):
+        out["properties"] = {"apiVersion": {}, "kind": {}, "metadata": {}, **out.get("properties", {})}
+    if ("properties" in out and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")):
+        out["additionalProperties"] = False
+    return out
+
+
+def schema_errors(body: dict[str, Any], crds: dict[tuple[str, str], dict[str, Any]],
+                  kubernetes_validate: ModuleType) -> list[str]:
+    """Why ``body`` does not match its CRD or core schema (empty when it does)."""
+    key = (body["apiVersion"], body["kind"])
+    if key in crds:
+        schema = strict(crds[key])
+        # The API server accepts these at the root of every object, listed in the CRD or not.
+        schema["properties"] = {**ROOT_FIELDS, **schema.get("properties", {})}
+        validator = jsonschema.Draft4Validator(schema)
+        return sorted(f"{error.json_path}: {error.message}" for error in validator.iter_errors(body))
+    try:
+        kubernetes_validate.validate(body, k8s_schemas.KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.SchemaNotFoundError:
+        return [f"no schema for {key}: not a core kind of Kubernetes {k8s_schemas.KUBERNETES_VERSION} "
+                f"and not a CRD of {sorted(k8s_schemas.MODULES)}"]
+    except kubernetes_validate.ValidationError as error:
+        return [f"{error.json_path}: {error.message}"]
+    return []
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=str)
+def test_document_matches_its_schema(doc: Doc, crd_schemas: dict, kubernetes_validate: ModuleType) -> None:
+    assert schema_errors(doc.body, crd_schemas, kubernetes_validate) == []
+
+
+@pytest.mark.parametrize("doc", [knative_service(), the("Deployment")], ids=str)
+def test_schemas_reject_an_unknown_field(doc: Doc, crd_schemas: dict, kubernetes_validate: ModuleType) -> None:
+    body = yaml.safe_load(yaml.safe_dump(doc.body))
+    body["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    assert schema_errors(body, crd_schemas, kubernetes_validate) != []
+
+
+# --- Kustomize ----------------------------------------------------------------------------
+def kustomization(folder: Path) -> dict[str, Any]:
+    """``folder``'s kustomization.yaml, which must exist."""
+    path = folder / "kustomization.yaml"
+    assert path.is_file(), f"{path.relative_to(REPO)} is missing"
+    return yaml.safe_load(path.read_text())
+
+
+def kustomization_folders() -> list[Path]:
+    """Every folder under knative/ with a kustomization."""
+    return sorted(path.parent for path in KNATIVE.rglob("kustomization.yaml"))
+
+
+def entries(folder: Path) -> list[str]:
+    """What a kustomization lists: resources and components."""
+    spec = kustomization(folder)
+    return [*spec.get("resources", []), *spec.get("components", [])]
+
+
+def listed_files(folder: Path) -> list[Path]:
+    """The files a kustomization lists itself; a listed folder must hold a kustomization."""
+    files = []
+    for entry in entries(folder):
+        target = (folder / entry).resolve()
+        assert target.is_file() or (target / "kustomization.yaml").is_file(), (
+            f"{folder.relative_to(REPO)}/kustomization.yaml lists {entry}, which does not exist")
+        if target.is_file():
+            files.append(target)
+    return files
+
+
+def test_kustomize_applies_every_manifest_and_no_example() -> None:
+    listed = [path for folder in kustomization_folders() for path in listed_files(folder)]
+    assert len(listed) == len(set(listed)), "a file is listed twice"
+    expected = {path.resolve() for path in manifest_files() if not path.name.endswith(".example.yaml")}
+    assert set(listed) == expected
+
+
+def test_every_folder_is_applied_or_an_optional_component() -> None:
+    referenced = {(folder / entry).resolve() for folder in kustomization_folders() for entry in entries(folder)}
+    for folder in kustomization_folders():
+        kind = kustomization(folder)["kind"]
+        assert folder in ROOT_KUSTOMIZATIONS or kind == "Component", folder
+        assert folder not in ROOT_KUSTOMIZATIONS or folder not in referenced, f"{folder} is applied twice"
+
+
+def test_only_one_kafka_door_is_enabled() -> None:
+    components = kustomization(KNATIVE).get("components", [])
+    assert len({"kafka-consumer", "kafka-source"} & set(components)) == 1, components
+
+
+def test_the_route_keeps_its_namespace() -> None:
+    """Kustomize's ``namespace:`` would move the Route out of knative-serving-ingress."""
+    assert "namespace" not in kustomization(KNATIVE / "openshift")
+    route = the("Route")
+    assert route.path.parent == KNATIVE / "openshift"
+    assert route.body["metadata"]["namespace"] == KNATIVE_INGRESS_NAMESPACE
+
+
+# --- Environment --------------------------------------------------------------------------
+def code_env_names() -> set[str]:
+    """The variables consumer/config.py reads: the names passed to its ``_str/_int/...(env, NAME)``."""
+    source = (REPO / "consumer" / "config.py").read_text()
+    names = set(re.findall(r'_(?:str|int|float|bool)\(\s*env,\s*"([A-Z0-9_]+)"', source))
+    assert {"PORT", "DIARIZATION_MODEL", "KAFKA_BOOTSTRAP_SERVERS"} <= names, "config.py parse broke"
+    return names | LIBRARY_ENV
+
+
+def secrets() -> dict[str, dict[str, str]]:
+    """Name -> keys of every Secret defined in knative/ (examples included)."""
+    return {doc.name: {**doc.body.get("data", {}), **doc.body.get("stringData", {})}
+            for doc in find("Secret", examples=True)}
+
+
+def container_env(container: dict[str, Any]) -> dict[str, str | None]:
+    """Name -> value of every variable a container gets (None: from a Secret)."""
+    maps = {doc.name: doc.body["data"] for doc in find("ConfigMap")}
+    env: dict[str, str | None] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            name = source["configMapRef"]["name"]
+            assert name in maps, f"envFrom ConfigMap {name} is not defined in knative/"
+            env.update(maps[name])
+        else:
+            name = source["secretRef"]["name"]
+            assert name in secrets(), f"envFrom Secret {name} has no example in knative/"
+            env.update(dict.fromkeys(secrets()[name]))
+    for var in container.get("env", []):
+        ref = var.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            assert ref["key"] in secrets().get(ref["name"], {}), f"{var['name']}: no {ref} in the examples"
+        env[var["name"]] = var.get("value")
+    return env
+
+
+def settings_of(container: dict[str, Any]) -> Settings:
+    """The settings the code builds from a container's environment (Secrets left out)."""
+    return Settings.from_env({k: v for k, v in container_env(container).items() if v is not None})
+
+
+def containers() -> list[tuple[Doc, dict[str, Any]]]:
+    """Every container of every workload, with its workload."""
+    return [(doc, container) for doc in workloads() for container in pod_spec(doc)["containers"]]
+
+
+CONTAINERS = [pytest.param(doc, container, id=f"{doc}:{container['name']}") for doc, container in containers()]
+
+
+@pytest.mark.parametrize(("doc", "container"), CONTAINERS)
+def test_every_variable_is_read_by_the_code(doc: Doc, container: dict[str, Any]) -> None:
+    assert set(container_env(container)) - code_env_names() == set()
+
+
+def test_every_config_map_key_is_read_by_the_code() -> None:
+    assert set(config_map()) - code_env_names() == set()
+
+
+@pytest.mark.parametrize(("doc", "container"), CONTAINERS)
+def test_the_code_accepts_the_settings(doc: Doc, container: dict[str, Any]) -> None:
+    settings_of(container)  # raises SettingsError on a value the service would refuse
+
+
+def test_nothing_sets_what_knative_or_the_defaults_own() -> None:
+    """Knative sets PORT (= containerPort) and K_SINK (SinkBinding); the port checks assume defaults."""
+    for _, container in containers():
+        assert {"PORT", "K_SINK", "CONSUMER_PROBE_PORT"} & set(container_env(container)) == set()
+
+
+# --- Modes, ports, probes -----------------------------------------------------------------
+def test_containers_run_a_mode_of_the_entry_point() -> None:
+    for doc, container in containers():
+        assert container["image"] == IMAGE, doc
+        assert "command" not in container, f"{doc}: keep the image's ENTRYPOINT"
+        assert container["args"][0] in cli.MODES, doc
+    assert [c["args"] for c in pod_spec(knative_service())["containers"]] == [["shim"]]
+    assert [c["args"] for c in pod_spec(the("Deployment"))["containers"]] == [["consumer"]]
+
+
+def served_paths(path: Path) -> set[str]:
+    """Probe paths a module serves: Flask route decorators and ``self.path == "/..."`` tests."""
+    paths = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef):
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Call) and decorator.args and isinstance(decorator.args[0], ast.Constant):
+                    paths.add(decorator.args[0].value)
+        if isinstance(node, ast.Compare) and ast.unparse(node.left) == "self.path":
+            paths.update(c.value for c in node.comparators if isinstance(c, ast.Constant))
+    return paths
+
+
+def probes(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The httpGet of each probe a container has."""
+    return {kind: container[kind]["httpGet"] for kind in ("livenessProbe", "readinessProbe", "startupProbe")
+            if kind in container}
+
+
+@pytest.mark.parametrize(("doc", "served", "port"), [
+    pytest.param(knative_service(), REPO / "http_shim" / "probes.py", Settings.from_env({}).http.port, id="shim"),
+    pytest.param(the("Deployment"), REPO / "consumer" / "probes.py", Settings.from_env({}).kafka.probe_port,
+                 id="consumer"),
+])
+def test_ports_and_probes_are_the_codes(doc: Doc, served: Path, port: int) -> None:
+    paths = served_paths(served)
+    assert {"/health", "/ready"} <= paths, f"{served.name} parse broke: {paths}"
+    (container,) = pod_spec(doc)["containers"]
+    assert [p["containerPort"] for p in container["ports"]] == [port]
+    http = probes(container)
+    assert http["livenessProbe"]["path"] == "/health" and http["readinessProbe"]["path"] == "/ready"
+    for probe in http.values():
+        assert probe["path"] in paths
+        assert probe.get("port", port) == port  # Knative: only the container port
+
+
+# --- Workloads ----------------------------------------------------------------------------
+def test_each_replica_gets_one_gpu_on_a_gpu_node() -> None:
+    for doc, container in containers():
+        resources = container["resources"]
+        assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == "1", doc
+        assert pod_spec(doc)["nodeSelector"] == {"nvidia.com/gpu.present": "true"}, doc
+    assert settings_of(pod_spec(knative_service())["containers"][0]).engine.device == "cuda"
+
+
+def test_consumer_grace_period_outlasts_its_shutdown_grace() -> None:
+    deployment = the("Deployment")
+    (container,) = pod_spec(deployment)["containers"]
+    grace = settings_of(container).kafka.shutdown_grace_seconds
+    assert pod_spec(deployment)["terminationGracePeriodSeconds"] >= grace + 10
+
+
+def test_scaled_object_follows_the_consumer_group_within_the_partitions() -> None:
+    scaled, deployment = the("ScaledObject").body, the("Deployment")
+    settings = settings_of(pod_spec(deployment)["containers"][0]).kafka
+    assert scaled["spec"]["scaleTargetRef"]["name"] == deployment.name
+    assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
+    assert scaled["spec"]["maxReplicaCount"] <= stack.TOPIC_PARTITIONS[stack.INPUT_TOPIC]
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "kafka"
+    assert trigger["metadata"]["topic"] == settings.input_topic
+    assert trigger["metadata"]["consumerGroup"] == settings.group_id
+    assert trigger["metadata"]["bootstrapServers"] == settings.bootstrap_servers
+    assert int(trigger["metadata"]["lagThreshold"]) >= 1
+
+
+def test_one_kafka_cluster_and_the_stacks_topic_names() -> None:
+    kafka = Settings.from_env(config_map()).kafka
+    assert (kafka.input_topic, kafka.results_topic, kafka.dlq_topic) == (
+        stack.INPUT_TOPIC, stack.RESULTS_TOPIC, stack.DLQ_TOPIC)
+    sinks = {doc.name: doc.body["spec"] for doc in find("KafkaSink")}
+    assert {spec["topic"] for spec in sinks.values()} == {kafka.results_topic, kafka.dlq_topic}
+    (source,) = [doc.body["spec"] for doc in find("KafkaSource")]
+    assert source["topics"] == [kafka.input_topic]
+    assert source["consumerGroup"] != kafka.group_id  # Knative's offsets are its own
+    for spec in [*sinks.values(), source]:
+        assert spec["bootstrapServers"] == [kafka.bootstrap_servers]
+    storage = Settings.from_env(config_map()).storage
+    assert (storage.upload_bucket, storage.results_bucket) == stack.BUCKETS
+
+
+# --- Knative ------------------------------------------------------------------------------
+def iso_seconds(duration: str) -> int:
+    """Seconds of an ISO 8601 duration such as ``PT5M``."""
+    match = re.fullmatch(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?", duration)
+    assert match, duration
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def deliveries() -> list[tuple[Doc, dict[str, Any]]]:
+    """The delivery specs of the Trigger and the KafkaSource."""
+    return [(doc, doc.body["spec"]["delivery"]) for doc in [*find("Trigger"), *find("KafkaSource")]]
+
+
+def test_concurrency_fits_one_gpu() -> None:
+    spec = pod_spec(knative_service())
+    settings = settings_of(spec["containers"][0]).http
+    assert spec["containerConcurrency"] == settings.max_queued_jobs + 1  # running + waiting
+    assert settings.threads > spec["containerConcurrency"]  # probes still get a thread
+
+
+def test_timeouts_nest() -> None:
+    """Receiver reply < delivery timeout <= Knative's request timeout = the Route's; shim drains in time."""
+    service = knative_service()
+    spec = pod_spec(service)
+    settings = settings_of(spec["containers"][0])
+    assert settings.http.request_timeout < spec["timeoutSeconds"]
+    for doc, delivery in deliveries():
+        timeout = iso_seconds(delivery["timeout"])
+        assert settings.receiver.reply_timeout_seconds < timeout <= spec["timeoutSeconds"], doc
+    route_timeout = the("Route").body["metadata"]["annotations"]["haproxy.router.openshift.io/timeout"]
+    assert route_timeout == f"{spec['timeoutSeconds']}s"
+
+
+def test_deliveries_retry_with_backoff_into_the_dead_letter_sink() -> None:
+    dlq = [doc for doc in find("KafkaSink") if doc.body["spec"]["topic"] == stack.DLQ_TOPIC]
+    assert len(dlq) == 1
+    for doc, delivery in deliveries():
+        assert delivery["retry"] >= 1 and delivery["backoffPolicy"] == "exponential", doc
+        iso_seconds(delivery["backoffDelay"])
+        assert delivery["deadLetterSink"]["ref"]["name"] == dlq[0].name, doc
+        target = doc.body["spec"].get("subscriber") or doc.body["spec"]["sink"]
+        assert target["ref"]["name"] == knative_service().name, doc
+
+
+def test_the_trigger_takes_audio_uploaded_events() -> None:
+    (trigger,) = find("Trigger")
+    assert trigger.body["spec"]["filter"]["attributes"] == {"type": "dev.diarization.audio.uploaded"}
+    assert trigger.body["spec"]["broker"] == the("Broker").name
+
+
+def test_results_go_to_the_results_topic_through_k_sink() -> None:
+    binding = the("SinkBinding").body["spec"]
+    assert binding["subject"]["name"] == knative_service().name
+    sinks = {doc.name: doc.body["spec"]["topic"] for doc in find("KafkaSink")}
+    assert sinks[binding["sink"]["ref"]["name"]] == stack.RESULTS_TOPIC
+
+
+def test_the_service_stays_warm_and_bounded() -> None:
+    annotations = knative_service().body["spec"]["template"]["metadata"]["annotations"]
+    assert int(annotations["autoscaling.knative.dev/min-scale"]) >= 1
+    assert int(annotations["autoscaling.knative.dev/max-scale"]) >= 1
+
+
+def used_feature_flags(value: Any, schema: dict[str, Any]) -> set[str]:
+    """Knative Serving feature flags that the fields set in ``value`` need (from the CRD's descriptions)."""
+    flags = set(re.findall(r"behind a feature flag - ([\w.-]+)", schema.get("description", "")))
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            if key in schema.get("properties", {}):
+                flags |= used_feature_flags(sub, schema["properties"][key])
+    elif isinstance(value, list) and "items" in schema:
+        for item in value:
+            flags |= used_feature_flags(item, schema["items"])
+    return flags
+
+
+def test_the_services_feature_flags_are_named_in_its_comments(crd_schemas: dict) -> None:
+    service = knative_service()
+    flags = used_feature_flags(service.body, crd_schemas[(service.body["apiVersion"], "Service")])
+    assert "kubernetes.podspec-persistent-volume-claim" in flags
+    text = service.path.read_text()
+    assert {flag for flag in flags if flag not in text} == set()
+
+
+def test_the_route_serves_the_service_over_https() -> None:
+    service, route = knative_service().body, the("Route").body["spec"]
+    assert service["metadata"]["annotations"]["serving.knative.openshift.io/disableRoute"] == "true"
+    assert route["to"] == {"kind": "Service", "name": "kourier", "weight": 100}
+    assert route["port"] == {"targetPort": "http2"}
+    assert route["tls"] == {"termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"}
+    assert route["host"].startswith(f"{service['metadata']['name']}-")
