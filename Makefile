@@ -30,7 +30,7 @@ endef
 export REQUIREMENTS
 
 
-.PHONY: help install system-deps venv models stack demo demo-http test test-unit test-http test-model bench clean-venv
+.PHONY: help install system-deps venv models stack demo demo-http test test-unit bench clean-venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -75,8 +75,69 @@ test: install ## every test tier: unit, http, model (real bundle), integration (
 test-unit: venv ## pure-logic tests only
 	$(PY) -m pytest tests/unit
 
-bench: install ## benchmarks (figures printed; see bench/README.md)
+bench: install ## engine and pipeline benchmarks on this machine (figures printed; see bench/README.md)
 	$(PY) bench/engine_rtf.py
+	$(PY) bench/pipeline_throughput.py
 
 clean-venv: ## remove the cached venv (the next run reinstalls from the pip cache)
 	rm -rf $(VENV)
+
+# --- The cluster: OpenShift with OpenShift Serverless (Knative Serving, Eventing, Knative
+# Kafka), the Custom Metrics Autoscaler (KEDA) and the NVIDIA GPU Operator. Works with oc
+# or kubectl, podman or docker. See "Deploying" in the README.
+
+NAMESPACE ?= diarization
+REGISTRY ?= image-registry.openshift-image-registry.svc:5000/$(NAMESPACE)
+IMAGE_TAG ?= 0.1.0
+IMAGE := $(REGISTRY)/diarization-service:$(IMAGE_TAG)
+KUBECTL ?= $(shell command -v oc || command -v kubectl || echo oc)
+CONTAINER_ENGINE ?= $(shell command -v podman || command -v docker || echo podman)
+KUSTOMIZE_IMAGE := image-registry.openshift-image-registry.svc:5000/diarization/diarization-service:0.1.0
+
+.PHONY: build push create-secret deploy undeploy status logs test-health test-diarize
+
+build: ## build the container image $(IMAGE) (x86_64; bakes the offline model)
+	$(CONTAINER_ENGINE) build -t $(IMAGE) -f Containerfile .
+
+push: ## push $(IMAGE)
+	$(CONTAINER_ENGINE) push $(IMAGE)
+
+create-secret: ## Secrets from S3_ACCESS_KEY, S3_SECRET_KEY and the optional HF_TOKEN, API_KEY
+	@test -n "$${S3_ACCESS_KEY:-}" && test -n "$${S3_SECRET_KEY:-}" || { echo "set S3_ACCESS_KEY and S3_SECRET_KEY"; exit 1; }
+	$(KUBECTL) get namespace $(NAMESPACE) >/dev/null 2>&1 || $(KUBECTL) create namespace $(NAMESPACE)
+	@$(KUBECTL) -n $(NAMESPACE) create secret generic diarization-s3 --from-literal=S3_ACCESS_KEY="$$S3_ACCESS_KEY" \
+	  --from-literal=S3_SECRET_KEY="$$S3_SECRET_KEY" --dry-run=client -o yaml | $(KUBECTL) apply -f -
+	@if [ -n "$${HF_TOKEN:-}" ]; then $(KUBECTL) -n $(NAMESPACE) create secret generic diarization-hf-token \
+	  --from-literal=HF_TOKEN="$$HF_TOKEN" --dry-run=client -o yaml | $(KUBECTL) apply -f -; fi
+	@if [ -n "$${API_KEY:-}" ]; then $(KUBECTL) -n $(NAMESPACE) create secret generic diarization-api-key \
+	  --from-literal=API_KEY="$$API_KEY" --dry-run=client -o yaml | $(KUBECTL) apply -f -; fi
+
+deploy: ## apply knative/ into $(NAMESPACE) with $(IMAGE), then the HTTPS Route for the Service's host
+	$(KUBECTL) get namespace $(NAMESPACE) >/dev/null 2>&1 || $(KUBECTL) create namespace $(NAMESPACE)
+	$(KUBECTL) kustomize knative/ | sed -e 's|$(KUSTOMIZE_IMAGE)|$(IMAGE)|' -e 's|namespace: diarization$$|namespace: $(NAMESPACE)|' \
+	  | $(KUBECTL) apply -n $(NAMESPACE) -f -
+	$(KUBECTL) -n $(NAMESPACE) wait ksvc/diarization --for=condition=Ready --timeout=15m
+	host=$$($(KUBECTL) -n $(NAMESPACE) get ksvc diarization -o jsonpath='{.status.url}' | sed 's|^[a-z]*://||'); \
+	$(KUBECTL) kustomize knative/openshift/ | sed "s|host: .*|host: $$host|; s|name: diarization-diarization|name: diarization-$(NAMESPACE)|" \
+	  | $(KUBECTL) apply -f -; echo "https://$$host"
+
+undeploy: ## delete what deploy created (Secrets and the model PVC are kept)
+	$(KUBECTL) delete route -n knative-serving-ingress diarization-$(NAMESPACE) --ignore-not-found
+	$(KUBECTL) kustomize knative/ | sed 's|namespace: diarization$$|namespace: $(NAMESPACE)|' \
+	  | $(KUBECTL) delete -n $(NAMESPACE) --ignore-not-found -f - --selector '!diarization.dev/keep'
+
+status: ## the Service, the consumer, their scalers, event plumbing and pods
+	$(KUBECTL) -n $(NAMESPACE) get ksvc,deployment,scaledobject,broker,trigger,kafkasource,kafkasink,sinkbinding,pvc,pods -o wide 2>/dev/null || true
+	$(KUBECTL) -n $(NAMESPACE) get ksvc diarization -o jsonpath='{.status.url}{"\n"}' 2>/dev/null || true
+
+logs: ## recent logs of the shim and consumer pods
+	$(KUBECTL) -n $(NAMESPACE) logs -l app.kubernetes.io/name=diarization --all-containers --prefix --tail=200
+
+test-health: ## GET /health through the Route
+	host=$$($(KUBECTL) -n $(NAMESPACE) get ksvc diarization -o jsonpath='{.status.url}' | sed 's|^[a-z]*://||'); \
+	curl -fsk "https://$$host/health"; echo
+
+test-diarize: venv ## POST pyannote's sample to /v1/diarize through the Route
+	host=$$($(KUBECTL) -n $(NAMESPACE) get ksvc diarization -o jsonpath='{.status.url}' | sed 's|^[a-z]*://||'); \
+	sample=$$($(PY) -c 'import pathlib, pyannote.audio as p; print(pathlib.Path(p.__file__).parent / "sample" / "sample.wav")'); \
+	curl -fsk "https://$$host/v1/diarize" -F "file=@$$sample" $${API_KEY:+-H "Authorization: Bearer $$API_KEY"}; echo

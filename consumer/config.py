@@ -91,8 +91,8 @@ class EngineSettings:
     model: str
     hf_token: Secret = Secret("")
     device: str = "auto"
-    segmentation_batch_size: int = 32
-    embedding_batch_size: int = 32
+    segmentation_batch_size: int = 0  # 0: chosen for the device (see pyannote_engine.BATCH_SIZES)
+    embedding_batch_size: int = 0
     warmup: bool = True
     torch_threads: int = 0  # 0: torch's default
 
@@ -212,8 +212,8 @@ class Settings:
                 model=_str(env, "DIARIZATION_MODEL") or default_model(env),
                 hf_token=Secret(_str(env, "HF_TOKEN")),
                 device=device,
-                segmentation_batch_size=_int(env, "SEGMENTATION_BATCH_SIZE", 32, minimum=1),
-                embedding_batch_size=_int(env, "EMBEDDING_BATCH_SIZE", 32, minimum=1),
+                segmentation_batch_size=_int(env, "SEGMENTATION_BATCH_SIZE", 0),
+                embedding_batch_size=_int(env, "EMBEDDING_BATCH_SIZE", 0),
                 warmup=_bool(env, "MODEL_WARMUP", True),
                 torch_threads=_int(env, "TORCH_NUM_THREADS", 0),
             ),

@@ -47,6 +47,7 @@ REBALANCES = Counter("kafka_rebalances_total", "Partition assignment changes", [
 RETRIES = Counter("kafka_retries_total", "Backoffs before retrying, by reason", ["reason"])
 
 _POLL_SECONDS = 0.2  # while a job runs: keeps the group membership and the heartbeat alive
+_PAUSE_AFTER_SECONDS = 2.0  # jobs running longer than this are polled for, partitions paused
 Record = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]  # topic, key, value, headers
 
 
@@ -240,7 +241,11 @@ class KafkaWorker:
     # --- waiting while staying in the group ----------------------------------------------
 
     def _while_polling(self, work: Callable[[], T]) -> T:
-        """Run ``work`` in a thread; meanwhile poll with all partitions paused."""
+        """Run ``work`` in a thread; if it outlasts a short while, poll with partitions paused.
+
+        Short jobs need no polling: pausing and resuming them would only cost the fetch
+        long-poll after each resume (``fetch.wait.max.ms``, 500 ms by default).
+        """
         outcome: dict[str, Any] = {}
 
         def target() -> None:
@@ -250,17 +255,22 @@ class KafkaWorker:
                 outcome["error"] = exc
 
         thread = threading.Thread(target=target, name="job", daemon=True)
-        self._pause()
-        try:
-            thread.start()
-            while thread.is_alive():
-                self._poll_paused()
-                if self._stopping.is_set() and time.monotonic() > self._grace_deadline:
-                    raise _Abandoned()
-                thread.join(_POLL_SECONDS)
-        finally:
-            if not self._stopping.is_set():
-                self._resume()
+        thread.start()
+        pause_after = time.monotonic() + min(_PAUSE_AFTER_SECONDS, self.kafka.max_poll_interval_ms / 4000)
+        while thread.is_alive() and time.monotonic() < pause_after:
+            self.heartbeat.beat()
+            thread.join(_POLL_SECONDS)
+        if thread.is_alive():
+            self._pause()
+            try:
+                while thread.is_alive():
+                    self._poll_paused()
+                    if self._stopping.is_set() and time.monotonic() > self._grace_deadline:
+                        raise _Abandoned()
+                    thread.join(_POLL_SECONDS)
+            finally:
+                if not self._stopping.is_set():
+                    self._resume()
         if "error" in outcome:
             raise outcome["error"]
         return outcome["value"]
