@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,8 +18,12 @@ from tests.support.stack import Stack, TopicReader
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    """Kafka and MinIO on loopback, as ``local-dev/stack.py`` starts them (instance ``test``)."""
-    running = Stack.start("test")
+    """Kafka and MinIO on loopback, as ``local-dev/stack.py`` starts them.
+
+    The instance is ``test`` unless ``TEST_STACK_NAME`` names another, so that two test
+    sessions on one machine do not share (and destroy) one stack.
+    """
+    running = Stack.start(os.environ.get("TEST_STACK_NAME", "test"))
     try:
         yield running
     finally:
@@ -52,7 +57,10 @@ def start_consumer(stack: Stack, settings, tmp_path: Path) -> Iterator[Callable[
     """Start consumers with the stack's settings plus overrides; all are stopped afterwards."""
     started: list[ConsumerProcess] = []
 
-    def start(env: dict[str, str], group: str | None = None, name: str = "consumer") -> ConsumerProcess:
+    def start(
+        env: dict[str, str], group: str | None = None, name: str = "consumer", module: str = "consumer.kafka_worker"
+    ) -> ConsumerProcess:
+        """``module`` runs the consumer; a test may name a wrapper that injects a fault."""
         port = free_port()
         full_env = {
             **stack.env,
@@ -64,7 +72,7 @@ def start_consumer(stack: Stack, settings, tmp_path: Path) -> Iterator[Callable[
             **env,
         }
         log = tmp_path / f"{name}-{len(started)}.log"
-        process = start_module("consumer.kafka_worker", full_env, log)
+        process = start_module(module, full_env, log)
         consumer = ConsumerProcess(process, full_env, log, f"http://127.0.0.1:{port}")
         started.append(consumer)
         wait_http(f"{consumer.probe}/ready", process, timeout=300, log=log)
@@ -87,3 +95,26 @@ def reader(stack: Stack) -> Iterator[Callable[[str], TopicReader]]:
     yield open_reader
     for topic_reader in readers:
         topic_reader.close()
+
+
+@pytest.fixture
+def start_shim(stack: Stack, settings, tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start HTTP shims with the stack's S3 settings plus overrides; their base URLs."""
+    processes: list[subprocess.Popen] = []
+
+    def start(**env: str) -> str:
+        port = free_port()
+        log = tmp_path / f"shim-{len(processes)}.log"
+        process = start_module(
+            "http_shim.server",
+            {**stack.env, "PORT": str(port), "HOST": "127.0.0.1", "DIARIZATION_MODEL": settings.engine.model, **env},
+            log,
+        )
+        processes.append(process)
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/ready", process, timeout=300, log=log)
+        return base
+
+    yield start
+    for process in processes:
+        stop(process)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -13,34 +13,11 @@ import requests
 import schemas
 from tests.support.audio_bytes import encode, tone
 from tests.support.conversation import conversation
-from tests.support.processes import free_port, start_module, stop, wait_http
+from tests.support.processes import free_port
 from tests.support.sink import EventSink
 
 pytestmark = pytest.mark.integration
 UPLOADED = "dev.diarization.audio.uploaded"
-
-
-@pytest.fixture
-def start_shim(stack, settings, tmp_path) -> Iterator[Callable[..., str]]:
-    """Start shims with the stack's S3 settings plus overrides; their base URLs."""
-    processes = []
-
-    def start(**env: str) -> str:
-        port = free_port()
-        log = tmp_path / f"shim-{len(processes)}.log"
-        process = start_module(
-            "http_shim.server",
-            {**stack.env, "PORT": str(port), "HOST": "127.0.0.1", "DIARIZATION_MODEL": settings.engine.model, **env},
-            log,
-        )
-        processes.append(process)
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/ready", process, timeout=300, log=log)
-        return base
-
-    yield start
-    for process in processes:
-        stop(process)
 
 
 @pytest.fixture
