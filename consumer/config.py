@@ -116,6 +116,7 @@ class HttpSettings:
     threads: int = 8
     max_queued_jobs: int = 4
     request_timeout: float = 300.0
+    body_read_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +231,7 @@ class Settings:
                 request_timeout=_float(
                     env, "REQUEST_TIMEOUT_SECONDS", http.request_timeout, minimum=1.0
                 ),
+                body_read_timeout=_float(env, "BODY_READ_TIMEOUT_SECONDS", http.body_read_timeout, minimum=0.1),
             ),
             receiver=ReceiverSettings(
                 sink=_str(env, "K_SINK"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from consumer.errors import ServiceError
 
@@ -44,9 +44,13 @@ def register(app: Flask) -> None:
         status = exc.code or 500
         return error_response(status, _HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
 
-    @app.errorhandler(TimeoutError)
-    def _timeout(exc: TimeoutError) -> Response:
-        return error_response(408, "request_timeout", "the request body arrived too slowly")
+    @app.errorhandler(ClientDisconnected)
+    def _body_cut_off(exc: ClientDisconnected) -> Response:
+        # werkzeug reports any failed body read this way; the socket read timeout set in
+        # http_shim.observability shows as a TimeoutError behind it
+        if isinstance(exc.__context__, TimeoutError):
+            return error_response(408, "request_timeout", "the request body arrived too slowly")
+        return error_response(400, "incomplete_body", "the request body ended before its declared length")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
