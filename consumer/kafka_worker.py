@@ -202,7 +202,8 @@ class KafkaWorker:
         while True:
             failures: list[object] = []
 
-            def delivered(error: KafkaError | None, _: Message) -> None:
+            # bound per attempt: a late report of an earlier attempt lands in its own list
+            def delivered(error: KafkaError | None, _: Message, failures: list[object] = failures) -> None:
                 if error is not None:
                     failures.append(error)
 

@@ -120,12 +120,15 @@ class ObjectStore:
             (rttm_key, rttm.encode(), "text/rttm"),
             (json_key, json.dumps(document, separators=(",", ":")).encode(), "application/json"),
         ):
-            self._call(
-                lambda: self.client.put_object(
-                    bucket, key, io.BytesIO(body), len(body), content_type=content_type, metadata=metadata
-                ),
-                ObjectRef(bucket, key),
-            )
+            self._put(bucket, key, body, content_type, metadata)
+
+    def _put(self, bucket: str, key: str, body: bytes, content_type: str, metadata: dict[str, str]) -> None:
+        self._call(
+            lambda: self.client.put_object(
+                bucket, key, io.BytesIO(body), len(body), content_type=content_type, metadata=metadata
+            ),
+            ObjectRef(bucket, key),
+        )
 
     # --- error mapping -------------------------------------------------------------------
 

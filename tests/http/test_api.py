@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from consumer.config import AudioLimits, EngineSettings, Secret, Settings
+from consumer.config import AudioLimits, EngineSettings, Secret
 from consumer.engine.pyannote_engine import PyannoteEngine
+from consumer.errors import ModelLoadError
 from consumer.handler import JobHandler
 from http_shim import create_app
 from tests.support.audio_bytes import encode, tone
@@ -172,7 +173,7 @@ def test_model_not_loaded_yet(settings):
 
 def test_model_that_failed_to_load_is_reported_by_ready(settings):
     engine = PyannoteEngine(EngineSettings(model="/nonexistent/model"))
-    with pytest.raises(Exception):
+    with pytest.raises(ModelLoadError):
         engine.load()
     client = create_app(JobHandler(engine, settings.audio), settings).test_client()
     body = client.get("/ready").get_json()

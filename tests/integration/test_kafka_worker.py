@@ -120,7 +120,7 @@ def test_killed_mid_job_and_restarted_gives_one_result_id_per_input(stack, start
     os.kill(first.process.pid, signal.SIGKILL)
     first.process.wait()
     start_consumer(topics, group, name="second")
-    events = results.wait_for(lambda ev: all(results_for(ev, i) for i in inputs), 300, "a result for every input")
+    results.wait_for(lambda ev: all(results_for(ev, i) for i in inputs), 300, "a result for every input")
     results.drain(3)
     for event_id in inputs:
         answers = results_for(results.events, event_id)

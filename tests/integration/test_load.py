@@ -15,7 +15,6 @@ import pytest
 import requests
 import soundfile as sf
 
-from tests.support.stack import results_for
 
 pytestmark = pytest.mark.integration
 UPLOADS = 500

@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
 
-LOCAL_DEV = Path(__file__).resolve().parents[2] / "local-dev"
+from tests.support import local_dev
+
+LOCAL_DEV = local_dev.LOCAL_DEV
 SERVICE_NAMES = ("consumer", "shim", "init")
 
 
-def load_stack() -> ModuleType:
-    """Import local-dev/stack.py by path (``local-dev`` is not a package name)."""
-    spec = importlib.util.spec_from_file_location("local_dev_stack", LOCAL_DEV / "stack.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-stack = load_stack()
+stack = local_dev.load("stack")
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,7 @@ reads, ports and probe paths are the code's, timeouts nest, and kustomize sees e
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +20,7 @@ import pytest
 import yaml
 
 from consumer import cli
+from tests.support import local_dev
 from consumer.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,17 +33,7 @@ KNATIVE_INGRESS_NAMESPACE = "knative-serving-ingress"
 ROOT_FIELDS = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}}
 
 
-def load_k8s_schemas() -> ModuleType:
-    """Import local-dev/k8s_schemas.py by path (``local-dev`` is not a package name)."""
-    spec = importlib.util.spec_from_file_location("local_dev_k8s_schemas", REPO / "local-dev" / "k8s_schemas.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-k8s_schemas = load_k8s_schemas()
+k8s_schemas = local_dev.load("k8s_schemas")
 stack = k8s_schemas.stack
 
 
