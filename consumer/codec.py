@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote_plus
@@ -66,11 +66,11 @@ def decode_kafka(headers: list[tuple[str, bytes]] | None, key: bytes | None, val
     body = value or b""
     if any(name.startswith("ce_") for name in header_map):
         _check_specversion(header_map.get("ce_specversion", b"").decode("utf-8", "replace"))
-        return [_from_cloudevent(ce_kafka.from_binary, ce_kafka.KafkaMessage(header_map, key, body))]
+        return [_from_cloudevent(lambda data: ce_kafka.from_binary(ce_kafka.KafkaMessage(header_map, key, data), _FORMAT, CloudEvent), body)]
     document = _json(body)
     if _is_structured(header_map.get("content-type", b"").decode("latin-1"), document):
         _check_specversion(str(document.get("specversion", "")))
-        return [_from_cloudevent(ce_kafka.from_structured, ce_kafka.KafkaMessage(header_map, key, body))]
+        return [_from_cloudevent(lambda data: ce_kafka.from_structured(ce_kafka.KafkaMessage(header_map, key, data), _FORMAT, CloudEvent), body)]
     return _from_notification(document)
 
 
@@ -81,27 +81,40 @@ def decode_http(headers: Mapping[str, str], body: bytes) -> list[Decoded]:
         _check_specversion(header_map.get("ce-specversion", ""))
         if header_map.get("ce-type") == TYPE_KAFKA_SOURCE:
             return _from_notification(_json(body))
-        return [_from_cloudevent(ce_http.from_binary, ce_http.HTTPMessage(header_map, body))]
+        return [_from_cloudevent(lambda data: ce_http.from_binary(ce_http.HTTPMessage(header_map, data), _FORMAT, CloudEvent), body)]
     document = _json(body)
     if _is_structured(header_map.get("content-type", ""), document):
         _check_specversion(str(document.get("specversion", "")))
         if document.get("type") == TYPE_KAFKA_SOURCE:
             return _from_notification(document.get("data"))
-        return [_from_cloudevent(ce_http.from_structured, ce_http.HTTPMessage(header_map, body))]
+        return [_from_cloudevent(lambda data: ce_http.from_structured(ce_http.HTTPMessage(header_map, data), _FORMAT, CloudEvent), body)]
     return _from_notification(document)
 
 
 def _json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: absurd nesting
         raise InvalidEventError("the message is neither a CloudEvent nor JSON") from None
 
 
 def _is_structured(content_type: str, document: Any) -> bool:
-    return content_type.split(";")[0].strip() == STRUCTURED_CONTENT_TYPE or (
-        isinstance(document, dict) and "specversion" in document
-    )
+    """Whether a JSON document is a structured-mode CloudEvent (which must be an object)."""
+    declared = content_type.split(";")[0].strip() == STRUCTURED_CONTENT_TYPE
+    if declared and not isinstance(document, dict):
+        raise InvalidEventError("a structured-mode CloudEvent must be a JSON object")
+    return declared or (isinstance(document, dict) and "specversion" in document)
+
+
+def _encodable(*values: str | None) -> bool:
+    """Whether every string can be written as UTF-8 (JSON allows lone surrogates; S3 and headers do not)."""
+    try:
+        for value in values:
+            if value is not None:
+                value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_specversion(version: str) -> None:
@@ -110,11 +123,23 @@ def _check_specversion(version: str) -> None:
         raise UnsupportedEventError(f"CloudEvents spec version {version or '(none)'!r} is not supported; use {SPECVERSION}")
 
 
-def _from_cloudevent(reader: Any, message: Any) -> Decoded:
+def _from_cloudevent(read: Callable[[bytes], CloudEvent], body: bytes) -> Decoded:
+    """The job of a CloudEvent; ``read(payload)`` parses the message with that payload."""
+    nested_too_deeply = False
     try:
-        event = reader(message, _FORMAT, CloudEvent)
+        event = read(body)
+    except RecursionError:
+        # binary mode: absurdly nested data under what may be a valid envelope; read the
+        # envelope alone so that the event itself gets its failed answer
+        nested_too_deeply = True
+        try:
+            event = read(b"null")
+        except (BaseCloudEventException, ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError) as exc:
+            raise InvalidEventError(f"not a valid CloudEvent: {str(exc)[:200]}") from None
     except (BaseCloudEventException, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-        raise InvalidEventError(f"not a valid CloudEvent: {exc}") from None
+        raise InvalidEventError(f"not a valid CloudEvent: {str(exc)[:200]}") from None
+    if not _encodable(event.get_id(), event.get_source(), event.get_type()):
+        raise InvalidEventError("the event's id, source or type is not valid text")
     if event.get_type() != TYPE_UPLOADED:
         raise UnsupportedEventError(f"event type {event.get_type()!r} is not handled; send {TYPE_UPLOADED}")
     traceparent = event.get_extension("traceparent")
@@ -122,17 +147,21 @@ def _from_cloudevent(reader: Any, message: Any) -> Decoded:
         id=event.get_id(),
         source=event.get_source(),
         type=event.get_type(),
-        traceparent=str(traceparent) if traceparent else None,
+        traceparent=str(traceparent) if traceparent and _encodable(str(traceparent)) else None,
     )
+    if nested_too_deeply:
+        return JobFailed(ref, None, InvalidEventError.code, "the event data is nested too deeply")
     data = event.get_data()
     if isinstance(data, (bytes, str)):
         try:
             data = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             return JobFailed(ref, None, InvalidEventError.code, "the event data is not JSON")
     problem = _schema_problem("audio-uploaded", data)
     if problem:
         return JobFailed(ref, None, InvalidEventError.code, problem)
+    if not _encodable(data["bucket"], data["key"], data.get("version_id"), data.get("etag")):
+        return JobFailed(ref, None, InvalidEventError.code, "the object's name is not valid text")
     obj = ObjectRef(data["bucket"], data["key"], data.get("version_id"), data.get("etag"), data.get("size"))
     try:
         options = _options(data.get("options", {}))
@@ -159,7 +188,9 @@ def _from_notification(document: Any) -> list[Decoded]:
             type=record["eventName"],
         )
         obj = ObjectRef(bucket, key, s3["object"].get("versionId"), s3["object"].get("eTag"), s3["object"].get("size"))
-        if not _KEY.match(key):
+        if not _encodable(bucket, raw_key, ref.id, ref.source, ref.type):
+            raise InvalidEventError("the notification's names are not valid text")
+        if not _KEY.match(key) or not _encodable(key, obj.version_id, obj.etag):
             jobs.append(JobFailed(ref, None, InvalidEventError.code, "the object key is not acceptable"))
             continue
         try:
@@ -200,7 +231,9 @@ def _options_from_metadata(metadata: Mapping[str, str]) -> JobOptions:
     raw: dict[str, Any] = {}
     for name in ("num_speakers", "min_speakers", "max_speakers"):
         if name in found:
-            raw[name] = int(found[name]) if found[name].isascii() and found[name].isdigit() else found[name]
+            value = found[name]
+            # short digit strings only: int() of thousands of digits is slow, then refused
+            raw[name] = int(value) if value.isascii() and value.isdigit() and len(value) <= 6 else value
     if "exclusive" in found:
         raw["exclusive"] = found["exclusive"].lower() in {"1", "true", "yes", "on"}
     if "tasks" in found:

@@ -137,26 +137,36 @@ class KafkaWorker:
     # --- one message ---------------------------------------------------------------------
 
     def _process(self, message: Message) -> None:
-        where = {"topic": message.topic(), "partition": message.partition(), "offset": message.offset()}
-        records: list[Record] = []
+        try:
+            records = self._records(message)
+        except Exception as exc:  # a bug must not crash-loop the consumer on one message
+            log.exception("unexpected error on a message; dead-lettered", extra=_where(message))
+            MESSAGES.labels("dead_lettered").inc()
+            error = ServiceError(f"{type(exc).__name__}: {str(exc)[:500]}")
+            failed = JobFailed(_coordinates(message), None, error.code, error.message)
+            records = [self._dead_letter_record(message, error), self._result_record(failed, key=message.key())]
+        if records is not None and self._publish(records):
+            self._commit(message)
+
+    def _records(self, message: Message) -> list[Record] | None:
+        """The records answering ``message``; ``None`` if shutdown abandoned one of its jobs."""
         try:
             items = self._decode(message)
         except (InvalidEventError, UnsupportedEventError) as exc:
-            log.warning("undecodable message dead-lettered", extra={**where, "error_code": exc.code, "error": exc.message})
+            log.warning("undecodable message dead-lettered", extra={**_where(message), "error_code": exc.code, "error": exc.message})
             MESSAGES.labels("dead_lettered").inc()
             failed = JobFailed(_coordinates(message), None, exc.code, exc.message)
-            records = [self._dead_letter_record(message, exc), self._result_record(failed, key=message.key())]
-        else:
-            if not items:
-                MESSAGES.labels("ignored").inc()
-            for item in items:
-                outcome = item if isinstance(item, JobFailed) else self._run_job(item)
-                if outcome is None:  # abandoned at shutdown: not committed, redelivered later
-                    return
-                records.append(self._result_record(outcome))
-                MESSAGES.labels("completed" if not isinstance(outcome, JobFailed) else "failed").inc()
-        if self._publish(records):
-            self._commit(message)
+            return [self._dead_letter_record(message, exc), self._result_record(failed, key=message.key())]
+        if not items:
+            MESSAGES.labels("ignored").inc()
+        records: list[Record] = []
+        for item in items:
+            outcome = item if isinstance(item, JobFailed) else self._run_job(item)
+            if outcome is None:  # abandoned at shutdown: not committed, redelivered later
+                return None
+            records.append(self._result_record(outcome))
+            MESSAGES.labels("completed" if not isinstance(outcome, JobFailed) else "failed").inc()
+        return records
 
     def _decode(self, message: Message) -> list[codec.Decoded]:
         size = len(message.value() or b"")
@@ -328,6 +338,10 @@ class KafkaWorker:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         REBALANCES.labels("lost").inc()
         log.warning("partitions lost", extra={"partitions": [p.partition for p in partitions]})
+
+
+def _where(message: Message) -> dict[str, object]:
+    return {"topic": message.topic(), "partition": message.partition(), "offset": message.offset()}
 
 
 def _coordinates(message: Message) -> InputRef:

@@ -148,6 +148,11 @@ def _s3_error(exc: S3Error, where: str) -> ServiceError:
         return ObjectNotFoundError(f"{where} does not exist ({exc.code})")
     if exc.code in _DENIED:
         return AccessDeniedError(f"the service may not read {where} ({exc.code})")
+    status = getattr(exc.response, "status", 500)
+    if 400 <= status < 500 and status not in (408, 429):
+        # the store refuses the request itself (a name it cannot address, a malformed
+        # version id): asking again cannot help
+        return InvalidEventError(f"the object store refused {where}: {exc.code}: {exc.message}")
     return StorageUnavailableError(f"the object store failed on {where}: {exc.code}: {exc.message}")
 
 

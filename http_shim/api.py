@@ -103,7 +103,7 @@ def _positive_int(form: MultiDict[str, str], name: str) -> int | None:
     raw = (form.get(name) or "").strip()
     if not raw:
         return None
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or int(raw) < 1:
         raise InvalidSpeakerOptionsError(f"{name} must be a positive integer, got {raw!r}")
     return int(raw)
 
