@@ -117,6 +117,7 @@ class HttpSettings:
     max_queued_jobs: int = 4
     request_timeout: float = 300.0
     body_read_timeout: float = 30.0
+    header_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +233,7 @@ class Settings:
                     env, "REQUEST_TIMEOUT_SECONDS", http.request_timeout, minimum=1.0
                 ),
                 body_read_timeout=_float(env, "BODY_READ_TIMEOUT_SECONDS", http.body_read_timeout, minimum=0.1),
+                header_timeout=_float(env, "HEADER_TIMEOUT_SECONDS", http.header_timeout, minimum=0.1),
             ),
             receiver=ReceiverSettings(
                 sink=_str(env, "K_SINK"),

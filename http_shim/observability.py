@@ -1,4 +1,4 @@
-"""Request ids, access log lines, HTTP metrics and a read timeout for every request."""
+"""Request ids, access log lines, HTTP metrics and body deadlines for every request."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import uuid
 
 from flask import Flask, Response, g, request
 from prometheus_client import Counter, Histogram
+
+from http_shim.slow_clients import bound_body, finish_body
 
 log = logging.getLogger(__name__)
 
@@ -24,18 +26,17 @@ _QUIET = {"probes.health", "probes.ready", "probes.metrics"}
 def register(app: Flask) -> None:
     """Install the request hooks on ``app``."""
 
-    body_read_timeout = app.extensions["diarization"]["settings"].http.body_read_timeout
+    settings = app.extensions["diarization"]["settings"]
 
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
         g.request_id = request.headers.get("X-Request-ID", "")[:128] or uuid.uuid4().hex
-        # gunicorn reads request bodies from a blocking socket without a timeout: a client
-        # trickling its upload (slow loris) would hold a thread for ever. Bound each read;
-        # a stalled body then raises TimeoutError, answered 408 (http_shim.errors).
-        connection = request.environ.get("gunicorn.socket")
-        if connection is not None:
-            connection.settimeout(body_read_timeout)
+        bound_body(request.environ, settings.http.body_read_timeout, settings.audio.max_bytes)
+
+    @app.teardown_request
+    def _drop_body_deadline(_: BaseException | None) -> None:
+        finish_body(request.environ)
 
     @app.after_request
     def _finish(response: Response) -> Response:

@@ -49,9 +49,16 @@ _RETRY_CAP_SECONDS = 60.0
 def receive() -> Response:
     """Take one pushed event; see the module docstring for the answers."""
     receiver: Receiver = current_app.extensions["diarization"]["receiver"]
-    if (request.content_length or 0) > receiver.settings.max_event_bytes:
-        raise PayloadTooLargeError(f"events are limited to {receiver.settings.max_event_bytes} bytes")
-    return receiver.receive(request.headers, request.get_data(cache=False))
+    limit = receiver.settings.max_event_bytes
+    if (request.content_length or 0) > limit:
+        raise PayloadTooLargeError(f"events are limited to {limit} bytes")
+    # a chunked body declares no length: read one byte past the limit to see it is over
+    # (werkzeug stops quietly at max_content_length)
+    request.max_content_length = limit + 1
+    body = request.get_data(cache=False)
+    if len(body) > limit:
+        raise PayloadTooLargeError(f"events are limited to {limit} bytes")
+    return receiver.receive(request.headers, body)
 
 
 @dataclass

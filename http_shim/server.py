@@ -3,6 +3,8 @@
 One worker process holds the model (loading it once per GPU); its threads serve requests
 while the engine runs one inference at a time. The model loads in the background after
 the worker starts, so ``/health`` answers at once and ``/ready`` turns green when warm.
+Slow clients are bounded: request headers by ``HeaderDeadlineWorker``, bodies by
+``http_shim.slow_clients``.
 """
 
 from __future__ import annotations
@@ -13,11 +15,45 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
 
 from consumer.config import Settings, from_environment
 from consumer.logs import configure_logging
+from http_shim.slow_clients import Watchdog, shut_down_reading
 
 log = logging.getLogger(__name__)
+
+
+class HeaderDeadlineWorker(ThreadWorker):
+    """gunicorn's threaded worker with a deadline for reading each request's headers.
+
+    gthread waits five seconds for a connection's first byte, then reads the headers from
+    a blocking socket without a timeout: a client sending them a byte at a time would keep
+    the thread for ever. A watchdog shuts down connections whose headers are late; the
+    blocked read then ends and gunicorn closes the connection.
+    """
+
+    header_timeout = 10.0  # set from Settings before the worker is forked
+
+    def init_process(self) -> None:
+        self._headers = Watchdog()
+        super().init_process()  # runs the worker loop; returns at shutdown
+
+    def handle(self, conn: Any) -> Any:
+        self._headers.arm(conn, self.header_timeout, lambda: self._late(conn))
+        try:
+            return super().handle(conn)
+        finally:
+            self._headers.disarm(conn)
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        self._headers.disarm(conn)  # the headers are in
+        return super().handle_request(req, conn)
+
+    @staticmethod
+    def _late(conn: Any) -> None:
+        log.info("closing a connection whose request headers were late", extra={"client": str(conn.client)})
+        shut_down_reading(conn.sock)
 
 
 class ShimServer(BaseApplication):
@@ -32,7 +68,7 @@ class ShimServer(BaseApplication):
         options: dict[str, Any] = {
             "bind": f"{http.host}:{http.port}",
             "workers": 1,
-            "worker_class": "gthread",
+            "worker_class": "http_shim.server.HeaderDeadlineWorker",
             "threads": http.threads,
             # gthread heartbeats from its main loop, so long inferences do not trip this
             "timeout": int(http.request_timeout),
@@ -43,6 +79,7 @@ class ShimServer(BaseApplication):
         }
         for key, value in options.items():
             self.cfg.set(key, value)
+        HeaderDeadlineWorker.header_timeout = http.header_timeout
 
     def load(self) -> Flask:
         """Runs in the worker process after fork: no CUDA state is shared with the master."""
