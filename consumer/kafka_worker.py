@@ -353,8 +353,29 @@ def _coordinates(message: Message) -> InputRef:
     )
 
 
-def _log_client_error(error: KafkaError) -> None:
-    log.warning("kafka client error", extra={"error": error.str(), "code": error.name()})
+class _ClientErrorLog:
+    """librdkafka reports every failed connection attempt (dozens a second while a broker
+    is down): log the first of each kind, then at most one summary per interval."""
+
+    def __init__(self, interval: float = 30.0) -> None:
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._guard = threading.Lock()
+
+    def __call__(self, error: KafkaError) -> None:
+        now = time.monotonic()
+        with self._guard:
+            code = error.name()
+            if now - self._last.get(code, -self._interval) < self._interval:
+                self._suppressed[code] = self._suppressed.get(code, 0) + 1
+                return
+            self._last[code] = now
+            suppressed = self._suppressed.pop(code, 0)
+        log.warning("kafka client error", extra={"error": error.str(), "code": code, "suppressed_since_last": suppressed})
+
+
+_log_client_error = _ClientErrorLog()
 
 
 def _log_message_error(error: KafkaError) -> None:

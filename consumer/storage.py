@@ -166,7 +166,11 @@ def _client(settings: StorageSettings) -> Minio:
     """A MinIO client with short timeouts and few retries: the caller owns backoff."""
     http = urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=5, read=60),
-        retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
+        # MinIO answers 503 with Retry-After: 60 while it starts or stops; obeying it would
+        # stall a call for minutes, invisibly. Fail fast: the caller's backoff takes over.
+        retries=urllib3.Retry(
+            total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504), respect_retry_after_header=False
+        ),
         maxsize=8,
         cert_reqs="CERT_REQUIRED" if settings.secure else "CERT_NONE",
         ca_certs=settings.ca_bundle or certifi.where(),

@@ -573,8 +573,15 @@ def ensure_topics(bootstrap: str) -> None:
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    # a new topic reaches the metadata a moment after it is created
+    deadline = time.monotonic() + 30
     topics = admin.list_topics(timeout=10).topics
+    while not all(topic in topics for topic in TOPIC_PARTITIONS) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        topics = admin.list_topics(timeout=10).topics
     for topic, count in TOPIC_PARTITIONS.items():
+        if topic not in topics:
+            raise StackError(f"topic {topic} was created but does not show in the broker's metadata")
         if len(topics[topic].partitions) != count:
             raise StackError(f"topic {topic} has {len(topics[topic].partitions)} partitions, "
                              f"expected {count}; destroy the instance to recreate it")
