@@ -6,13 +6,11 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.support.processes import free_port, start_module, stop, wait_http
+from tests.support.processes import ConsumerProcess, free_port, start_module, stop, wait_http
 from tests.support.stack import Stack, TopicReader
 
 
@@ -28,28 +26,6 @@ def stack() -> Iterator[Stack]:
         yield running
     finally:
         running.destroy()
-
-
-@dataclass
-class ConsumerProcess:
-    """A ``diarization-consumer`` process under test."""
-
-    process: subprocess.Popen
-    env: dict[str, str]
-    log: Path
-    probe: str
-
-    @property
-    def group(self) -> str:
-        return self.env["KAFKA_GROUP_ID"]
-
-    def metric(self, name: str) -> float:
-        """The sum of a Prometheus metric's samples whose line starts with ``name``."""
-        text = requests.get(f"{self.probe}/metrics", timeout=5).text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
-
-    def log_lines(self) -> str:
-        return self.log.read_text()
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ from tests.support.hostile import (
     write_silent_wav,
     zip_of_wav,
 )
-from tests.support.processes import free_port, start_module, stop, wait_http
+from tests.support.processes import ConsumerProcess, free_port, start_module, stop, wait_http
 from tests.support.stack import Stack, TopicReader
 
 pytestmark = pytest.mark.integration
@@ -386,27 +386,6 @@ class Shim:
         return self.log.read_text()[-chars:]
 
 
-@dataclass
-class Consumer:
-    """The ``diarization consumer`` under test and its topics."""
-
-    process: subprocess.Popen
-    env: dict[str, str]
-    probe: str
-    log: Path
-
-    @property
-    def group(self) -> str:
-        return self.env["KAFKA_GROUP_ID"]
-
-    @property
-    def input_topic(self) -> str:
-        return self.env["KAFKA_INPUT_TOPIC"]
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log.read_text()[-chars:]
-
-
 @pytest.fixture(scope="module")
 def shim(stack: Stack, settings, tmp_path_factory) -> Iterator[Shim]:
     """One shim for the module (as ``start_shim`` starts them): API key, small limits, few threads."""
@@ -430,7 +409,7 @@ def shim(stack: Stack, settings, tmp_path_factory) -> Iterator[Shim]:
 
 
 @pytest.fixture(scope="module")
-def consumer(stack: Stack, settings, tmp_path_factory) -> Iterator[Consumer]:
+def consumer(stack: Stack, settings, tmp_path_factory) -> Iterator[ConsumerProcess]:
     """One consumer for the module (as ``start_consumer`` starts them) on fresh single-partition topics."""
     port = free_port()
     log = tmp_path_factory.mktemp("hostile-consumer") / "consumer.log"
@@ -442,7 +421,7 @@ def consumer(stack: Stack, settings, tmp_path_factory) -> Iterator[Consumer]:
     process = start_module("consumer.kafka_worker", env, log)
     try:
         wait_http(f"http://127.0.0.1:{port}/ready", process, timeout=600, log=log)
-        yield Consumer(process, env, f"http://127.0.0.1:{port}", log)
+        yield ConsumerProcess(process, env, log, f"http://127.0.0.1:{port}")
     finally:
         stop(process)
 
@@ -661,7 +640,7 @@ def _event_for(stack: Stack, case: Case, prefix: str) -> Message:
 
 
 def _wait_for_result(
-    consumer: Consumer, results: TopicReader, input_id: str, bound: float, stall: float | None = None
+    consumer: ConsumerProcess, results: TopicReader, input_id: str, bound: float, stall: float | None = None
 ) -> list:
     """Read results until one answers ``input_id``; fail at once if the consumer dies, and after
     ``stall`` seconds without any new result event (a consumer stuck on one input)."""
@@ -683,7 +662,7 @@ def _wait_for_result(
     raise AssertionError(f"no result for {input_id} within {bound:.0f} s:\n{consumer.log_tail()}")
 
 
-def test_three_hours_of_silence_through_kafka(stack: Stack, consumer: Consumer, reader, tmp_path: Path):
+def test_three_hours_of_silence_through_kafka(stack: Stack, consumer: ConsumerProcess, reader, tmp_path: Path):
     """3 h of silence: completed with no speech, and the consumer's peak RSS stays bounded."""
     [case] = [c for c in CORPUS if c.streamed]
     path = tmp_path / "silence-3h.wav"
@@ -706,7 +685,7 @@ def test_three_hours_of_silence_through_kafka(stack: Stack, consumer: Consumer, 
     assert peak < PEAK_RSS_LIMIT, f"the consumer's peak RSS was {peak / 1024**3:.2f} GiB"
 
 
-def test_kafka_door(stack: Stack, consumer: Consumer, reader, sample_bytes: bytes):
+def test_kafka_door(stack: Stack, consumer: ConsumerProcess, reader, sample_bytes: bytes):
     """Every audio and event input on the consumer's input topic, then a valid one; each answered exactly once."""
     prefix = f"hostile/{RUN}/kafka"
     topic = consumer.input_topic
@@ -795,7 +774,7 @@ def _event_time(event) -> float:
     return dt.datetime.fromisoformat(event.headers["ce_time"].decode()).timestamp()
 
 
-def _stuck_at(stack: Stack, consumer: Consumer, sent: list[tuple[Case, Message, float]], first_offset: int) -> str:
+def _stuck_at(stack: Stack, consumer: ConsumerProcess, sent: list[tuple[Case, Message, float]], first_offset: int) -> str:
     """Which input the consumer is stuck on (or died on): the one at its committed offset."""
     offset = stack.committed(consumer.group, consumer.input_topic).get(0, -1)
     index = max(offset, first_offset) - first_offset

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -59,3 +60,32 @@ def stop(process: subprocess.Popen, timeout: float = 60) -> int:
             process.kill()
             process.wait()
     return process.returncode
+
+
+@dataclass
+class ConsumerProcess:
+    """A ``diarization-consumer`` process under test."""
+
+    process: subprocess.Popen
+    env: dict[str, str]
+    log: Path
+    probe: str
+
+    @property
+    def group(self) -> str:
+        return self.env["KAFKA_GROUP_ID"]
+
+    @property
+    def input_topic(self) -> str:
+        return self.env["KAFKA_INPUT_TOPIC"]
+
+    def metric(self, name: str) -> float:
+        """The sum of a Prometheus metric's samples whose line starts with ``name``."""
+        text = requests.get(f"{self.probe}/metrics", timeout=5).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+    def log_lines(self) -> str:
+        return self.log.read_text()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log.read_text()[-chars:]
