@@ -9,8 +9,20 @@ CACHE_DIR ?= $(HOME)/.cache/diarization-service
 PYTHON ?= python3
 VENV := $(CACHE_DIR)/venv
 PY := $(VENV)/bin/python
-DEPS_HASH := $(shell cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)
+# Python packages come only from the hash-locked files in requirements/ (see `make lock`);
+# the venv is rebuilt whenever the test lock's content changes.
+RUNTIME_LOCK := requirements/runtime.lock
+TEST_LOCK := requirements/test.lock
+TOOLS_LOCK := requirements/tools.lock
+DEPS_HASH := $(shell sha256sum $(TEST_LOCK) | cut -c1-16)
 DEPS_STAMP := $(VENV)/.deps-$(DEPS_HASH)
+TOOLS := $(CACHE_DIR)/tools
+UV := $(TOOLS)/bin/uv
+TOOLS_STAMP := $(TOOLS)/.deps-$(shell sha256sum $(TOOLS_LOCK) | cut -c1-16)
+export UV_CACHE_DIR := $(CACHE_DIR)/uv
+# The locks are for the platforms the service runs on: CPython 3.11, x86_64 Linux (manylinux).
+LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
+  --constraint requirements/constraints.txt --custom-compile-command 'make lock' --quiet
 BUNDLE := $(CACHE_DIR)/models/offline-default/bundle.json
 DEBIAN_PACKAGES := ffmpeg espeak-ng sox libsndfile1
 
@@ -20,17 +32,7 @@ export PYTHONPATH := $(CURDIR)
 export PYANNOTE_METRICS_ENABLED := 0
 export HF_HUB_OFFLINE ?= 1
 
-# install_requires plus the test extra of setup.cfg, one requirement per line
-define REQUIREMENTS
-import configparser
-cfg = configparser.ConfigParser()
-cfg.read("setup.cfg")
-print(cfg["options"]["install_requires"] + cfg["options.extras_require"]["test"])
-endef
-export REQUIREMENTS
-
-
-.PHONY: help install system-deps venv models stack demo demo-http test test-unit bench clean-venv
+.PHONY: help install system-deps venv tools lock upgrade-lock models stack demo demo-http test test-unit bench clean-venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,15 +47,30 @@ system-deps: ## Debian packages: ffmpeg libraries (torchcodec), espeak-ng and so
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-venv: $(DEPS_STAMP) ## Python dependencies in $(CACHE_DIR)/venv
+venv: $(DEPS_STAMP) ## Python dependencies in $(CACHE_DIR)/venv, exactly as $(TEST_LOCK) says
 
-$(DEPS_STAMP): setup.cfg pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade --cache-dir $(CACHE_DIR)/pip pip setuptools wheel
+# A fresh venv per lock, so nothing outside the lock survives an upgrade; uv installs
+# from its cache in seconds. --no-deps: the lock already lists every transitive package.
+$(DEPS_STAMP): $(TEST_LOCK) $(TOOLS_STAMP)
+	rm -rf $(VENV) && $(PYTHON) -m venv $(VENV)
 	@# the dependencies only: the project itself runs from the checkout (PYTHONPATH)
-	$(PYTHON) -c "$$REQUIREMENTS" > $(VENV)/requirements.txt
-	$(PY) -m pip install --quiet --cache-dir $(CACHE_DIR)/pip -r $(VENV)/requirements.txt
-	@rm -f $(VENV)/.deps-* && touch $@
+	$(UV) pip install --quiet --python $(PY) --require-hashes --no-deps -r $(TEST_LOCK)
+	touch $@
+
+tools: $(TOOLS_STAMP) ## the pinned locking tool (uv) in $(CACHE_DIR)/tools
+
+$(TOOLS_STAMP): $(TOOLS_LOCK)
+	rm -rf $(TOOLS) && $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --cache-dir $(CACHE_DIR)/pip --require-hashes --no-deps -r $(TOOLS_LOCK)
+	touch $@
+
+lock: tools ## re-resolve requirements/*.lock from setup.cfg, keeping current pins where allowed
+	$(UV) pip compile setup.cfg $(LOCK_FLAGS) $(LOCK_UPGRADE) -o $(RUNTIME_LOCK)
+	@# the test lock extends the runtime lock: shared packages have one version in both
+	$(UV) pip compile setup.cfg --extra test $(LOCK_FLAGS) $(LOCK_UPGRADE) -c $(RUNTIME_LOCK) -o $(TEST_LOCK)
+
+upgrade-lock: ## move every pin to the newest version setup.cfg allows (then run make test)
+	$(MAKE) lock LOCK_UPGRADE=--upgrade
 
 models: $(BUNDLE) ## the offline default model bundle in $(CACHE_DIR)/models
 
@@ -79,7 +96,7 @@ bench: install ## engine and pipeline benchmarks on this machine (figures printe
 	$(PY) bench/engine_rtf.py
 	$(PY) bench/pipeline_throughput.py
 
-clean-venv: ## remove the cached venv (the next run reinstalls from the pip cache)
+clean-venv: ## remove the cached venv (the next run reinstalls from uv's cache)
 	rm -rf $(VENV)
 
 # --- The cluster: OpenShift with OpenShift Serverless (Knative Serving, Eventing, Knative
