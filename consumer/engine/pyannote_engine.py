@@ -9,6 +9,7 @@ segmentation model alone and never computes speaker embeddings.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -88,7 +89,16 @@ class PyannoteEngine:
         set_telemetry_metrics(False)  # the service never phones home
         if self._settings.torch_threads:
             torch.set_num_threads(self._settings.torch_threads)
+        cuda = cuda_environment(torch)
+        log.info("torch %s, built for CUDA %s; NVIDIA driver %s (CUDA %s)", torch.__version__,
+                 cuda["torch_cuda"], cuda["nvidia_driver"], cuda["driver_cuda"], extra=cuda)
         device = _resolve_device(self._settings.device, torch)
+        if device.type == "cpu" and cuda["driver_cuda"] is not None:
+            log.warning(
+                "an NVIDIA driver is present but torch cannot use it: torch %s needs a driver for "
+                "CUDA %s or newer (NVIDIA driver >= %s for CUDA 13); running on CPU",
+                torch.__version__, cuda["torch_cuda"], MIN_NVIDIA_DRIVER,
+            )
         pipeline = _load_pipeline(self._settings.model, self._settings.hf_token.value or None)
         segmentation_batch, embedding_batch = BATCH_SIZES.get(device.type, BATCH_SIZES["cpu"])
         pipeline.segmentation_batch_size = self._settings.segmentation_batch_size or segmentation_batch
@@ -213,12 +223,43 @@ class PyannoteEngine:
         self._run_locked(samples, 16_000, JobOptions(), progress=None)
 
 
+# PyPI's torch 2.11 wheels are CUDA 13 builds; CUDA 13 needs this NVIDIA driver or newer.
+MIN_NVIDIA_DRIVER = "580"
+
+
+def cuda_environment(torch: Any) -> dict[str, str | None]:
+    """The CUDA torch was built for, and the node's NVIDIA driver (None where there is none).
+
+    Read without initialising CUDA: the driver's CUDA version from ``cuDriverGetVersion``
+    in ``libcuda.so.1``, the driver's own version from ``/proc/driver/nvidia/version``.
+    """
+    import ctypes
+
+    driver_cuda = None
+    try:
+        version = ctypes.c_int(0)
+        if ctypes.CDLL("libcuda.so.1").cuDriverGetVersion(ctypes.byref(version)) == 0:
+            driver_cuda = f"{version.value // 1000}.{version.value % 1000 // 10}"
+    except OSError:
+        pass  # no driver library: not a GPU node
+    nvidia_driver = None
+    try:
+        match = re.search(r"Kernel Module\s+(?:for \S+\s+)?([\d.]+)", Path("/proc/driver/nvidia/version").read_text())
+        nvidia_driver = match.group(1) if match else None
+    except OSError:
+        pass
+    return {"torch_cuda": torch.version.cuda, "driver_cuda": driver_cuda, "nvidia_driver": nvidia_driver}
+
+
 def _resolve_device(requested: str, torch: Any) -> Any:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(f"DEVICE={requested} but no CUDA device is available")
+        raise ModelLoadError(
+            f"DEVICE={requested} but torch {torch.__version__} (CUDA {torch.version.cuda}) finds no usable "
+            f"CUDA device: check the node's NVIDIA driver (>= {MIN_NVIDIA_DRIVER} for CUDA 13) and the GPU request"
+        )
     return device
 
 
