@@ -32,7 +32,7 @@ export PYTHONPATH := $(CURDIR)
 export PYANNOTE_METRICS_ENABLED := 0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help install system-deps venv tools lock upgrade-lock models stack demo demo-http test test-unit bench clean-venv
+.PHONY: help install system-deps venv tools lock upgrade-lock models stack demo demo-http lint format test test-unit test-repo bench clean-venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -86,11 +86,23 @@ demo: install ## upload a recording to MinIO, get its diarization back as a Kafk
 demo-http: install ## diarize the bundled sample through the synchronous HTTP API
 	$(PY) local-dev/demo.py --http
 
-test: install ## every test tier: unit, http, model (real bundle), integration (real Kafka + MinIO)
+lint: venv ## ruff (format check, imports, pyflakes and friends) and mypy, as configured in pyproject.toml
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+format: venv ## rewrite the code as ruff formats it, and apply ruff's safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint install ## lint first, then every tier: unit, repo, http, model (real bundle), integration (real Kafka + MinIO)
 	$(PY) -m pytest tests
 
-test-unit: venv ## pure-logic tests only
+test-unit: venv ## pure logic only: offline, no external tool, seconds
 	$(PY) -m pytest tests/unit
+
+test-repo: venv ## repository checks: locks, pip-audit, hadolint, manifest and Compose schemas (needs Go)
+	$(PY) -m pytest tests/repo
 
 bench: install ## engine and pipeline benchmarks on this machine (figures printed; see bench/README.md)
 	$(PY) bench/engine_rtf.py

@@ -20,12 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 
-import soundfile as sf  # noqa: E402
+import soundfile as sf
 
-from consumer.config import Settings  # noqa: E402
-from consumer.engine import JobOptions  # noqa: E402
-from consumer.engine.pyannote_engine import PyannoteEngine  # noqa: E402
-from tests.support.conversation import conversation  # noqa: E402
+from consumer.config import Settings
+from consumer.engine.pyannote_engine import PyannoteEngine
+from consumer.options import JobOptions
+from tests.support.conversation import conversation
 
 
 def main() -> int:
@@ -49,7 +49,10 @@ def main() -> int:
             engine.run(samples, rate, JobOptions())
             elapsed = time.perf_counter() - started
             rows.append((elapsed, segmentation, embedding))
-            print(f"segmentation {segmentation:3d}  embedding {embedding:3d}: {elapsed:6.2f} s  RTF {elapsed / (len(samples) / rate):.3f}", flush=True)
+            print(
+                f"segmentation {segmentation:3d}  embedding {embedding:3d}: {elapsed:6.2f} s  RTF {elapsed / (len(samples) / rate):.3f}",
+                flush=True,
+            )
     print(f"\ndevice {engine.device}; fastest first:")
     for elapsed, segmentation, embedding in sorted(rows):
         print(f"  segmentation {segmentation:3d}  embedding {embedding:3d}: {elapsed:6.2f} s")

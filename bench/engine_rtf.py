@@ -56,7 +56,7 @@ def _measure(config: str, wav: Path, repeat: int) -> dict:
     import torch
 
     from consumer.config import Settings
-    from consumer.engine import JobOptions
+    from consumer.options import JobOptions
 
     settings = Settings.from_env(os.environ)
     samples, rate = sf.read(str(wav), dtype="float32")
@@ -91,6 +91,7 @@ def _measure(config: str, wav: Path, repeat: int) -> dict:
         if config == "stock+vad":
             vad = VoiceActivityDetection(segmentation=str(bundle / "segmentation" / "pytorch_model.bin")).to(device)
             vad.instantiate({"min_duration_on": 0.0, "min_duration_off": 0.0})
+
         def job(audio=samples) -> int:
             file = {"waveform": torch.from_numpy(audio)[None], "sample_rate": rate, "uri": wav.stem}
             speakers = len(stock(file).speaker_diarization.labels())
@@ -123,7 +124,9 @@ def _measure(config: str, wav: Path, repeat: int) -> dict:
 
 def _run_isolated(config: str, wav: Path, repeat: int) -> dict:
     command = [sys.executable, __file__, "--one", config, str(wav), "--repeat", str(repeat)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    output = subprocess.run(
+        command, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
@@ -155,7 +158,9 @@ def main() -> int:
         if "engine" in by:
             for other in ("stock", "stock+vad"):
                 if other in by:
-                    print(f"  -> {other} / engine time ratio: {by[other]['warm_seconds'] / by['engine']['warm_seconds']:.2f}x")
+                    print(
+                        f"  -> {other} / engine time ratio: {by[other]['warm_seconds'] / by['engine']['warm_seconds']:.2f}x"
+                    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

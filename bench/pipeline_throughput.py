@@ -20,11 +20,11 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-from collections import Counter
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,15 +93,24 @@ def main() -> int:
     total = last - first
     per_event = total / len(arrived)
     mean_inference = statistics.mean(inference.values())
-    quantile = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
-    print(f"{len(arrived)}/{args.uploads} results for {args.seconds:.0f}-second uploads "
-          f"(uploads took {upload_seconds:.1f} s)")  # fmt: skip
+
+    def quantile(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+
+    print(
+        f"{len(arrived)}/{args.uploads} results for {args.seconds:.0f}-second uploads "
+        f"(uploads took {upload_seconds:.1f} s)"
+    )
     print(f"speakers found per job: {dict(speakers)}")
     print(f"throughput: {len(arrived) / total:.2f} events/s ({per_event * 1000:.0f} ms per event, one consumer)")
-    print(f"latency upload -> result event: p50 {quantile(0.5):.1f} s, p95 {quantile(0.95):.1f} s, max {latencies[-1]:.1f} s"
-          " (includes queueing behind earlier uploads)")  # fmt: skip
-    print(f"model time per event {mean_inference * 1000:.0f} ms; transport overhead "
-          f"{(per_event - mean_inference) * 1000:.0f} ms = {(per_event - mean_inference) / per_event:.1%} of the job time")
+    print(
+        f"latency upload -> result event: p50 {quantile(0.5):.1f} s, p95 {quantile(0.95):.1f} s, max {latencies[-1]:.1f} s"
+        " (includes queueing behind earlier uploads)"
+    )
+    print(
+        f"model time per event {mean_inference * 1000:.0f} ms; transport overhead "
+        f"{(per_event - mean_inference) * 1000:.0f} ms = {(per_event - mean_inference) / per_event:.1%} of the job time"
+    )
     return 0 if len(arrived) == args.uploads else 1
 
 

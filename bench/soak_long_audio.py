@@ -85,7 +85,9 @@ def main() -> int:
             print("no result within 6 hours")
             return 1
         progress = [e.data["fraction"] for e in reader.events if e.subject == subject and e.type.endswith(".progress")]
-        revoked = _metric(probe, 'kafka_rebalances_total{kind="revoked"}') + _metric(probe, 'kafka_rebalances_total{kind="lost"}')
+        revoked = _metric(probe, 'kafka_rebalances_total{kind="revoked"}') + _metric(
+            probe, 'kafka_rebalances_total{kind="lost"}'
+        )
         peak = _status(consumer.pid, "VmHWM")
     finally:
         finished.set()
@@ -93,10 +95,18 @@ def main() -> int:
         stop(consumer)
         stack.destroy()
 
-    print(f"\naudio {talk.duration:.0f} s ({talk.duration / 3600:.2f} h), result {result.type} after {elapsed:.0f} s: "
-          f"RTF {elapsed / talk.duration:.3f} (upload to result event)")  # fmt: skip
-    print(f"progress events: {len(progress)}, fractions {progress[0]:.2f} .. {progress[-1]:.2f}" if progress else "no progress events")
-    print(f"consumer memory: idle {idle_rss:.0f} MiB, while running max {max(rss):.0f} MiB, peak (VmHWM) {peak:.0f} MiB")
+    print(
+        f"\naudio {talk.duration:.0f} s ({talk.duration / 3600:.2f} h), result {result.type} after {elapsed:.0f} s: "
+        f"RTF {elapsed / talk.duration:.3f} (upload to result event)"
+    )
+    print(
+        f"progress events: {len(progress)}, fractions {progress[0]:.2f} .. {progress[-1]:.2f}"
+        if progress
+        else "no progress events"
+    )
+    print(
+        f"consumer memory: idle {idle_rss:.0f} MiB, while running max {max(rss):.0f} MiB, peak (VmHWM) {peak:.0f} MiB"
+    )
     print(f"rebalances (revoked or lost): {revoked:.0f}")
     if result.type.endswith(".completed"):
         from pyannote.core import Annotation, Segment

@@ -18,16 +18,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-import torch  # noqa: E402
-from pyannote.audio import Pipeline  # noqa: E402
-from pyannote.core import Annotation, Segment  # noqa: E402
-from pyannote.database.util import load_rttm  # noqa: E402
-from pyannote.metrics.diarization import DiarizationErrorRate  # noqa: E402
+import numpy as np
+import soundfile as sf
+import torch
+from pyannote.audio import Pipeline
+from pyannote.core import Annotation, Segment
+from pyannote.database.util import load_rttm
+from pyannote.metrics.diarization import DiarizationErrorRate
 
-from consumer.config import Settings  # noqa: E402
-from tests.support.conversation import conversation  # noqa: E402
+from consumer.config import Settings
+from tests.support.conversation import conversation
 
 
 def files(seeds: int) -> list[tuple[str, Path, Annotation]]:

@@ -12,7 +12,7 @@ import io
 import math
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 import soundfile as sf
@@ -48,7 +48,6 @@ class DecodedAudio:
     sample_rate: int
     original_sample_rate: int
     original_channels: int
-    original_format: str
 
     @property
     def duration(self) -> float:
@@ -56,7 +55,7 @@ class DecodedAudio:
         return len(self.samples) / self.sample_rate
 
 
-def decode(source: bytes | BinaryIO, limits: AudioLimits) -> DecodedAudio:
+def decode(source: bytes | IO[bytes], limits: AudioLimits) -> DecodedAudio:
     """Decode, downmix, validate and resample ``source`` to 16 kHz mono float32.
 
     ``source`` is the whole file as bytes, or a seekable binary stream. Raises one of the
@@ -75,18 +74,14 @@ def decode(source: bytes | BinaryIO, limits: AudioLimits) -> DecodedAudio:
     except (sf.LibsndfileError, RuntimeError, TypeError):
         if looks_like_audio:
             raise CorruptAudioError("the audio header cannot be read") from None
-        raise NotAudioError(
-            "the file is not in a supported audio format (WAV, FLAC or OGG)"
-        ) from None
+        raise NotAudioError("the file is not in a supported audio format (WAV, FLAC or OGG)") from None
     with sound:
         if sound.format not in SUPPORTED_FORMATS:
-            raise NotAudioError(
-                f"{sound.format} is not supported; send WAV, FLAC or OGG"
-            )
+            raise NotAudioError(f"{sound.format} is not supported; send WAV, FLAC or OGG")
         return _read(sound, limits)
 
 
-def _as_stream(source: bytes | BinaryIO, max_bytes: int) -> BinaryIO:
+def _as_stream(source: bytes | IO[bytes], max_bytes: int) -> IO[bytes]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) > max_bytes:
             raise PayloadTooLargeError(f"the file is larger than {max_bytes} bytes")
@@ -99,7 +94,7 @@ def _as_stream(source: bytes | BinaryIO, max_bytes: int) -> BinaryIO:
     return source
 
 
-def _check_wav_length(stream: BinaryIO) -> None:
+def _check_wav_length(stream: IO[bytes]) -> None:
     """Refuse a WAV whose ``data`` chunk declares more bytes than the file holds.
 
     libsndfile quietly shortens such a file to what is there, which would turn a
@@ -130,9 +125,7 @@ def _check_wav_length(stream: BinaryIO) -> None:
 def _read(sound: sf.SoundFile, limits: AudioLimits) -> DecodedAudio:
     rate, channels, frames = sound.samplerate, sound.channels, sound.frames
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise UnsupportedSampleRateError(
-            f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
-        )
+        raise UnsupportedSampleRateError(f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
     if channels < 1:
         raise CorruptAudioError("the file declares no channels")
     # The header's length is checked before decoding so that a file claiming hours of
@@ -156,19 +149,14 @@ def _read(sound: sf.SoundFile, limits: AudioLimits) -> DecodedAudio:
     except sf.LibsndfileError as exc:
         raise CorruptAudioError(f"the audio data cannot be decoded: {exc}") from None
     if filled < frames:
-        raise CorruptAudioError(
-            f"the audio is truncated: the header declares {frames} frames, {filled} were read"
-        )
+        raise CorruptAudioError(f"the audio is truncated: the header declares {frames} frames, {filled} were read")
     if frames / rate < limits.min_seconds:
-        raise AudioTooShortError(
-            f"the audio lasts {frames / rate:.3f} s, less than the minimum {limits.min_seconds} s"
-        )
+        raise AudioTooShortError(f"the audio lasts {frames / rate:.3f} s, less than the minimum {limits.min_seconds} s")
     return DecodedAudio(
         samples=_resample(mono, rate),
         sample_rate=TARGET_SAMPLE_RATE,
         original_sample_rate=rate,
         original_channels=channels,
-        original_format=sound.format,
     )
 
 

@@ -1,8 +1,8 @@
 """``diarization``: the one entry point of the container image, with a mode per command.
 
-    diarization shim       the HTTP shim: sync API, Knative receiver, probes (port $PORT)
-    diarization consumer   the Kafka consumer (probes on $CONSUMER_PROBE_PORT)
-    diarization models     build the offline model bundle (``models build``)
+diarization shim       the HTTP shim: sync API, Knative receiver, probes (port $PORT)
+diarization consumer   the Kafka consumer (probes on $CONSUMER_PROBE_PORT)
+diarization models     build the offline model bundle (``models build``)
 """
 
 from __future__ import annotations

@@ -17,12 +17,13 @@ dead-lettered by a consumer. Outputs are binary-mode CloudEvents.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.exceptions import BaseCloudEventException
@@ -30,8 +31,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 import schemas
-from consumer.engine import JobOptions, Task
-from consumer.errors import InvalidEventError, InvalidSpeakerOptionsError, ServiceError, UnsupportedEventError
+from consumer.errors import InvalidEventError, ServiceError, UnsupportedEventError
 from consumer.events import (
     AudioJobRequested,
     DiarizationCompleted,
@@ -40,7 +40,9 @@ from consumer.events import (
     JobOutcome,
     JobProgressed,
     ObjectRef,
+    is_acceptable_key,
 )
+from consumer.options import OPTION_NAMES, JobOptions, parse_options
 
 TYPE_UPLOADED = "dev.diarization.audio.uploaded"
 TYPE_COMPLETED = "dev.diarization.job.completed"
@@ -49,9 +51,7 @@ TYPE_PROGRESS = "dev.diarization.job.progress"
 TYPE_KAFKA_SOURCE = "dev.knative.kafka.event"  # what a Knative KafkaSource wraps records in
 SPECVERSION = "1.0"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
-# Object-key rules of schemas/audio-uploaded.json, applied to notification keys too.
-_KEY = re.compile(r"^(?!.*(^|/)\.{1,2}(/|$))[^\x00-\x1f\x7f]{1,1024}$")
-_OPTION_METADATA = ("num-speakers", "min-speakers", "max-speakers", "exclusive", "tasks")
+_OPTION_METADATA = {name.replace("_", "-"): name for name in OPTION_NAMES}  # num-speakers -> num_speakers
 _FORMAT = JSONFormat()
 
 Decoded = AudioJobRequested | JobFailed
@@ -66,11 +66,23 @@ def decode_kafka(headers: list[tuple[str, bytes]] | None, key: bytes | None, val
     body = value or b""
     if any(name.startswith("ce_") for name in header_map):
         _check_specversion(header_map.get("ce_specversion", b"").decode("utf-8", "replace"))
-        return [_from_cloudevent(lambda data: ce_kafka.from_binary(ce_kafka.KafkaMessage(header_map, key, data), _FORMAT, CloudEvent), body)]
+        return [
+            _from_cloudevent(
+                lambda data: ce_kafka.from_binary(ce_kafka.KafkaMessage(header_map, key, data), _FORMAT, CloudEvent),
+                body,
+            )
+        ]
     document = _json(body)
     if _is_structured(header_map.get("content-type", b"").decode("latin-1"), document):
         _check_specversion(str(document.get("specversion", "")))
-        return [_from_cloudevent(lambda data: ce_kafka.from_structured(ce_kafka.KafkaMessage(header_map, key, data), _FORMAT, CloudEvent), body)]
+        return [
+            _from_cloudevent(
+                lambda data: ce_kafka.from_structured(
+                    ce_kafka.KafkaMessage(header_map, key, data), _FORMAT, CloudEvent
+                ),
+                body,
+            )
+        ]
     return _from_notification(document)
 
 
@@ -81,13 +93,21 @@ def decode_http(headers: Mapping[str, str], body: bytes) -> list[Decoded]:
         _check_specversion(header_map.get("ce-specversion", ""))
         if header_map.get("ce-type") == TYPE_KAFKA_SOURCE:
             return _from_notification(_json(body))
-        return [_from_cloudevent(lambda data: ce_http.from_binary(ce_http.HTTPMessage(header_map, data), _FORMAT, CloudEvent), body)]
+        return [
+            _from_cloudevent(
+                lambda data: ce_http.from_binary(ce_http.HTTPMessage(header_map, data), _FORMAT, CloudEvent), body
+            )
+        ]
     document = _json(body)
     if _is_structured(header_map.get("content-type", ""), document):
         _check_specversion(str(document.get("specversion", "")))
         if document.get("type") == TYPE_KAFKA_SOURCE:
             return _from_notification(document.get("data"))
-        return [_from_cloudevent(lambda data: ce_http.from_structured(ce_http.HTTPMessage(header_map, data), _FORMAT, CloudEvent), body)]
+        return [
+            _from_cloudevent(
+                lambda data: ce_http.from_structured(ce_http.HTTPMessage(header_map, data), _FORMAT, CloudEvent), body
+            )
+        ]
     return _from_notification(document)
 
 
@@ -120,10 +140,12 @@ def _encodable(*values: str | None) -> bool:
 def _check_specversion(version: str) -> None:
     # The SDK treats unknown versions as 1.0; this service only speaks 1.0.
     if version != SPECVERSION:
-        raise UnsupportedEventError(f"CloudEvents spec version {version or '(none)'!r} is not supported; use {SPECVERSION}")
+        raise UnsupportedEventError(
+            f"CloudEvents spec version {version or '(none)'!r} is not supported; use {SPECVERSION}"
+        )
 
 
-def _from_cloudevent(read: Callable[[bytes], CloudEvent], body: bytes) -> Decoded:
+def _from_cloudevent(read: Callable[[bytes], BaseCloudEvent], body: bytes) -> Decoded:
     """The job of a CloudEvent; ``read(payload)`` parses the message with that payload."""
     nested_too_deeply = False
     try:
@@ -151,7 +173,7 @@ def _from_cloudevent(read: Callable[[bytes], CloudEvent], body: bytes) -> Decode
     )
     if nested_too_deeply:
         return JobFailed(ref, None, InvalidEventError.code, "the event data is nested too deeply")
-    data = event.get_data()
+    data: Any = event.get_data()
     if isinstance(data, (bytes, str)):
         try:
             data = json.loads(data)
@@ -164,7 +186,7 @@ def _from_cloudevent(read: Callable[[bytes], CloudEvent], body: bytes) -> Decode
         return JobFailed(ref, None, InvalidEventError.code, "the object's name is not valid text")
     obj = ObjectRef(data["bucket"], data["key"], data.get("version_id"), data.get("etag"), data.get("size"))
     try:
-        options = _options(data.get("options", {}))
+        options = parse_options(data.get("options", {}))
     except ServiceError as exc:
         return JobFailed(ref, obj, exc.code, exc.message)
     return AudioJobRequested(ref, obj, options)
@@ -190,7 +212,7 @@ def _from_notification(document: Any) -> list[Decoded]:
         obj = ObjectRef(bucket, key, s3["object"].get("versionId"), s3["object"].get("eTag"), s3["object"].get("size"))
         if not _encodable(bucket, raw_key, ref.id, ref.source, ref.type):
             raise InvalidEventError("the notification's names are not valid text")
-        if not _KEY.match(key) or not _encodable(key, obj.version_id, obj.etag):
+        if not is_acceptable_key(key) or not _encodable(key, obj.version_id, obj.etag):
             jobs.append(JobFailed(ref, None, InvalidEventError.code, "the object key is not acceptable"))
             continue
         try:
@@ -208,40 +230,14 @@ def _schema_problem(name: str, document: Any) -> str | None:
     return f"{where}: {error.message}"[:500]
 
 
-def _options(raw: Mapping[str, Any]) -> JobOptions:
-    tasks = frozenset(Task(t) for t in raw.get("tasks", ["diarization", "vad"]))
-    if Task.DIARIZATION in tasks:
-        tasks |= {Task.VAD}  # speech regions come with diarization at no cost
-    return JobOptions(
-        num_speakers=raw.get("num_speakers"),
-        min_speakers=raw.get("min_speakers"),
-        max_speakers=raw.get("max_speakers"),
-        exclusive=bool(raw.get("exclusive", False)),
-        tasks=tasks,
-    )
-
-
 def _options_from_metadata(metadata: Mapping[str, str]) -> JobOptions:
     """Job options set by the uploader as ``x-amz-meta-num-speakers`` and friends."""
-    found = {}
+    fields = {}
     for name, value in metadata.items():
-        option = name.lower().removeprefix("x-amz-meta-")
-        if option in _OPTION_METADATA:
-            found[option.replace("-", "_")] = value.strip()
-    raw: dict[str, Any] = {}
-    for name in ("num_speakers", "min_speakers", "max_speakers"):
-        if name in found:
-            value = found[name]
-            # short digit strings only: int() of thousands of digits is slow, then refused
-            raw[name] = int(value) if value.isascii() and value.isdigit() and len(value) <= 6 else value
-    if "exclusive" in found:
-        raw["exclusive"] = found["exclusive"].lower() in {"1", "true", "yes", "on"}
-    if "tasks" in found:
-        raw["tasks"] = [t.strip() for t in found["tasks"].split(",") if t.strip()]
-    problem = _schema_problem("audio-uploaded", {"bucket": "bucket", "key": "key", "options": raw})
-    if problem:
-        raise InvalidSpeakerOptionsError(f"object metadata {problem}")
-    return _options(raw)
+        option = _OPTION_METADATA.get(name.lower().removeprefix("x-amz-meta-"))
+        if option is not None:
+            fields[option] = value
+    return parse_options(fields)
 
 
 # --- outputs -------------------------------------------------------------------------------
@@ -264,6 +260,7 @@ def failed_data(outcome: JobFailed) -> dict[str, Any]:
 
 def _event(item: JobOutcome | JobProgressed, source: str) -> tuple[CloudEvent, str | None]:
     """The CloudEvent for an outcome or progress report, and its partition key."""
+    obj: ObjectRef | None
     if isinstance(item, DiarizationCompleted):
         ref, obj, kind, data = item.request.input, item.request.object, TYPE_COMPLETED, completed_data(item)
         event_id = ref.result_id()
@@ -285,7 +282,7 @@ def _event(item: JobOutcome | JobProgressed, source: str) -> tuple[CloudEvent, s
         "source": source,
         "type": kind,
         "specversion": SPECVERSION,
-        "time": datetime.now(timezone.utc),
+        "time": datetime.now(UTC),
         "datacontenttype": "application/json",
     }
     if obj is not None:
@@ -295,16 +292,33 @@ def _event(item: JobOutcome | JobProgressed, source: str) -> tuple[CloudEvent, s
     return CloudEvent(attributes, data), (obj.partition_key if obj else None)
 
 
-def encode_kafka(item: JobOutcome | JobProgressed, source: str) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
-    """``(key, value, headers)`` of a binary-mode Kafka record; keyed by the object."""
+@dataclass(frozen=True, slots=True)
+class KafkaPayload:
+    """A binary-mode CloudEvent as a Kafka record's key, value and headers."""
+
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPayload:
+    """A binary-mode CloudEvent as HTTP headers and body."""
+
+    headers: dict[str, str]
+    body: bytes
+
+
+def encode_kafka(item: JobOutcome | JobProgressed, source: str) -> KafkaPayload:
+    """The binary-mode Kafka record of an outcome or progress report; keyed by the object."""
     event, key = _event(item, source)
     message = ce_kafka.to_binary(event, _FORMAT, key_mapper=lambda _: key)
     encoded_key = message.key.encode() if isinstance(message.key, str) else message.key
-    return encoded_key, message.value, list(message.headers.items())
+    return KafkaPayload(encoded_key, message.value, list(message.headers.items()))
 
 
-def encode_http(item: JobOutcome | JobProgressed, source: str) -> tuple[dict[str, str], bytes]:
-    """``(headers, body)`` of a binary-mode HTTP CloudEvent."""
+def encode_http(item: JobOutcome | JobProgressed, source: str) -> HttpPayload:
+    """The binary-mode HTTP CloudEvent of an outcome or progress report."""
     event, _ = _event(item, source)
     message = ce_http.to_binary(event, _FORMAT)
-    return dict(message.headers), message.body
+    return HttpPayload(dict(message.headers), message.body)

@@ -1,21 +1,28 @@
 """One frozen ``Settings`` object, built from the environment in one place.
 
-Only entry points call ``Settings.from_env(os.environ)``; everything below them receives
-the object. Secrets are kept in ``Secret`` wrappers so that printing or logging the
-settings never shows them.
+Every field declares, once, the variable it is read from, its default, its parser and its
+bounds (``env(...)`` below); one loader (``_load``) walks the fields. Only entry points call
+``Settings.from_env(os.environ)``; everything below them receives the object. Secrets are
+kept in ``Secret`` wrappers so that printing or logging the settings never shows them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+from consumer.options import parse_flag
 
 DEFAULT_CACHE_DIR = "~/.cache/diarization-service"
 OFFLINE_BUNDLE_NAME = "offline-default"
+T = TypeVar("T", bound="DataclassInstance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,148 +44,181 @@ class SettingsError(ValueError):
     """An environment variable has a value that cannot be used."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
-    return value
+@dataclass(frozen=True, slots=True)
+class Parser:
+    """Turns a variable's text into a value; ``what`` names the expected text in errors."""
+
+    convert: Callable[[str], Any]
+    what: str = ""
 
 
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
-    return value
+def _buckets(raw: str) -> frozenset[str]:
+    """A comma-separated list of bucket names."""
+    return frozenset(b.strip() for b in raw.split(",") if b.strip())
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+# The parser of a field of this type.
+_PARSERS: dict[type, Parser] = {
+    str: Parser(str),
+    int: Parser(int, "an integer"),
+    float: Parser(float, "a number"),
+    bool: Parser(parse_flag, "true or false"),
+    Secret: Parser(Secret),
+    frozenset: Parser(_buckets),
+}
 
 
-def _str(env: Mapping[str, str], name: str, default: str = "") -> str:
-    return env.get(name, "").strip() or default
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """How one field is read: variable name, parser, bounds, and a default computed from ``env``."""
+
+    name: str
+    parser: Parser
+    transform: Callable[[str], str] | None = None
+    minimum: float | None = None
+    allowed: Callable[[Any], bool] | None = None
+    expected: str = ""
+    default_from: Callable[[Mapping[str, str]], str] | None = None
+
+
+def env(
+    name: str,
+    default: Any = dataclasses.MISSING,
+    *,
+    kind: type | None = None,
+    transform: Callable[[str], str] | None = None,
+    minimum: float | None = None,
+    choices: tuple[str, ...] = (),
+    allowed: Callable[[Any], bool] | None = None,
+    expected: str = "",
+    default_from: Callable[[Mapping[str, str]], str] | None = None,
+) -> Any:
+    """A field read from variable ``name``, parsed as ``kind`` (the default's type); numbers are never negative."""
+    if minimum is None and type(default) in (int, float):
+        minimum = type(default)(0)
+    if choices:
+        allowed, expected = frozenset(choices).__contains__, ", ".join(choices[:-1]) + " or " + choices[-1]
+    parser = _PARSERS[kind or type(default)]
+    variable = Variable(name, parser, transform, minimum, allowed, expected, default_from)
+    return field(default=default, metadata={"env": variable})
+
+
+def cache_dir(env: Mapping[str, str]) -> Path:
+    """The project's cache folder: ``CACHE_DIR``, or ``DEFAULT_CACHE_DIR``, expanded."""
+    return Path(env.get("CACHE_DIR", "").strip() or DEFAULT_CACHE_DIR).expanduser()
 
 
 def default_model(env: Mapping[str, str]) -> str:
     """The offline bundle inside the cache folder: the model used when none is configured."""
-    cache_dir = Path(_str(env, "CACHE_DIR", DEFAULT_CACHE_DIR)).expanduser()
-    return str(cache_dir / "models" / OFFLINE_BUNDLE_NAME)
+    return str(cache_dir(env) / "models" / OFFLINE_BUNDLE_NAME)
+
+
+def _is_device(device: str) -> bool:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    return device in ("auto", "cpu") or device.startswith("cuda")
+
+
+def _upload_bucket(env: Mapping[str, str]) -> str:
+    """What ``S3_ALLOWED_BUCKETS`` defaults to: the upload bucket, as read from ``env``."""
+    return _read(next(f for f in dataclasses.fields(StorageSettings) if f.name == "upload_bucket"), env)
 
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
     """Which pipeline to load, where to run it and how."""
 
-    model: str
-    hf_token: Secret = Secret("")
-    device: str = "auto"
-    segmentation_batch_size: int = 0  # 0: chosen for the device (see pyannote_engine.BATCH_SIZES)
-    embedding_batch_size: int = 0
-    warmup: bool = True
-    torch_threads: int = 0  # 0: torch's default
+    model: str = env("DIARIZATION_MODEL", kind=str, default_from=default_model)
+    hf_token: Secret = env("HF_TOKEN", Secret(""))
+    device: str = env("DEVICE", "auto", transform=str.lower, allowed=_is_device, expected="auto, cpu, cuda or cuda:N")
+    # 0: chosen for the device (see pyannote_engine.BATCH_SIZES)
+    segmentation_batch_size: int = env("SEGMENTATION_BATCH_SIZE", 0)
+    embedding_batch_size: int = env("EMBEDDING_BATCH_SIZE", 0)
+    warmup: bool = env("MODEL_WARMUP", True)
+    torch_threads: int = env("TORCH_NUM_THREADS", 0)  # 0: torch's default
 
 
 @dataclass(frozen=True, slots=True)
 class AudioLimits:
     """What input the service accepts."""
 
-    max_bytes: int = 512 * 1024 * 1024
-    max_seconds: float = 4 * 3600.0
-    min_seconds: float = 0.5
+    max_bytes: int = env("MAX_AUDIO_BYTES", 512 * 1024 * 1024, minimum=1)
+    max_seconds: float = env("MAX_AUDIO_SECONDS", 4 * 3600.0, minimum=1.0)
+    min_seconds: float = 0.5  # not configurable: no variable
 
 
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     """The HTTP shim: address, API key, concurrency."""
 
-    host: str = "0.0.0.0"
-    port: int = 8080
-    api_key: Secret = Secret("")
-    threads: int = 8
-    max_queued_jobs: int = 4
-    request_timeout: float = 300.0
-    body_read_timeout: float = 30.0
-    header_timeout: float = 10.0
+    host: str = env("HOST", "0.0.0.0")
+    port: int = env("PORT", 8080, minimum=1)
+    api_key: Secret = env("API_KEY", Secret(""))
+    threads: int = env("HTTP_THREADS", 8, minimum=1)
+    max_queued_jobs: int = env("MAX_QUEUED_JOBS", 4)
+    request_timeout: float = env("REQUEST_TIMEOUT_SECONDS", 300.0, minimum=1.0)
+    body_read_timeout: float = env("BODY_READ_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+    header_timeout: float = env("HEADER_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 
 
 @dataclass(frozen=True, slots=True)
 class ReceiverSettings:
     """The Knative receiver (``POST /`` on the shim)."""
 
-    sink: str = ""  # K_SINK, injected by a SinkBinding or a source's sink
-    reply_timeout_seconds: float = 240.0
-    always_async: bool = False
-    dedup_window_seconds: float = 600.0
-    max_event_bytes: int = 1024 * 1024
-    sink_retry_seconds: float = 300.0
+    sink: str = env("K_SINK", "")  # injected by a SinkBinding or a source's sink
+    reply_timeout_seconds: float = env("RECEIVER_REPLY_TIMEOUT_SECONDS", 240.0)
+    always_async: bool = env("RECEIVER_ASYNC", False)
+    dedup_window_seconds: float = env("DEDUP_WINDOW_SECONDS", 600.0)
+    max_event_bytes: int = env("EVENT_MAX_BYTES", 1024 * 1024, minimum=1024)
+    sink_retry_seconds: float = env("RECEIVER_SINK_RETRY_SECONDS", 300.0)
 
 
 @dataclass(frozen=True, slots=True)
 class KafkaSettings:
     """The Kafka consumer's connection, topics and client options."""
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    input_topic: str = "audio-uploads"
-    results_topic: str = "diarization-results"
-    dlq_topic: str = "diarization-dlq"
-    group_id: str = "diarization-consumer"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = ""
-    sasl_username: str = ""
-    sasl_password: Secret = Secret("")
-    ssl_ca_location: str = ""
-    max_poll_interval_ms: int = 300_000
-    session_timeout_ms: int = 45_000
-    max_message_bytes: int = 1024 * 1024
-    publish_timeout_seconds: float = 30.0
-    retry_backoff_max_seconds: float = 30.0
-    shutdown_grace_seconds: float = 300.0
-    probe_port: int = 8081
-    liveness_timeout_seconds: float = 60.0
+    bootstrap_servers: str = env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    input_topic: str = env("KAFKA_INPUT_TOPIC", "audio-uploads")
+    results_topic: str = env("KAFKA_RESULTS_TOPIC", "diarization-results")
+    dlq_topic: str = env("KAFKA_DLQ_TOPIC", "diarization-dlq")
+    group_id: str = env("KAFKA_GROUP_ID", "diarization-consumer")
+    security_protocol: str = env("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", transform=str.upper)
+    sasl_mechanism: str = env("KAFKA_SASL_MECHANISM", "")
+    sasl_username: str = env("KAFKA_SASL_USERNAME", "")
+    sasl_password: Secret = env("KAFKA_SASL_PASSWORD", Secret(""))
+    ssl_ca_location: str = env("KAFKA_SSL_CA_LOCATION", "")
+    max_poll_interval_ms: int = env("KAFKA_MAX_POLL_INTERVAL_MS", 300_000, minimum=1000)
+    session_timeout_ms: int = env("KAFKA_SESSION_TIMEOUT_MS", 45_000, minimum=1000)
+    max_message_bytes: int = env("KAFKA_MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024)
+    publish_timeout_seconds: float = env("KAFKA_PUBLISH_TIMEOUT_SECONDS", 30.0, minimum=1.0)
+    retry_backoff_max_seconds: float = env("RETRY_BACKOFF_MAX_SECONDS", 30.0, minimum=0.1)
+    shutdown_grace_seconds: float = env("SHUTDOWN_GRACE_SECONDS", 300.0)
+    probe_port: int = env("CONSUMER_PROBE_PORT", 8081)
+    liveness_timeout_seconds: float = env("LIVENESS_TIMEOUT_SECONDS", 60.0, minimum=1.0)
 
 
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
     """The S3-compatible object store holding uploads and results."""
 
-    endpoint: str = "127.0.0.1:9000"
-    access_key: Secret = Secret("")
-    secret_key: Secret = Secret("")
-    secure: bool = False
-    region: str = ""
-    ca_bundle: str = ""
-    upload_bucket: str = "audio"
-    results_bucket: str = "diarization-results"
-    results_prefix: str = "results/"
-    allowed_buckets: frozenset[str] = frozenset({"audio"})
+    endpoint: str = env("S3_ENDPOINT", "127.0.0.1:9000")
+    access_key: Secret = env("S3_ACCESS_KEY", Secret(""))
+    secret_key: Secret = env("S3_SECRET_KEY", Secret(""))
+    secure: bool = env("S3_SECURE", False)
+    region: str = env("S3_REGION", "")
+    ca_bundle: str = env("S3_CA_BUNDLE", "")
+    upload_bucket: str = env("S3_UPLOAD_BUCKET", "audio")
+    results_bucket: str = env("S3_RESULTS_BUCKET", "diarization-results")
+    results_prefix: str = env("S3_RESULTS_PREFIX", "results/")
+    allowed_buckets: frozenset[str] = env("S3_ALLOWED_BUCKETS", frozenset({"audio"}), default_from=_upload_bucket)
 
 
 @dataclass(frozen=True, slots=True)
 class EventSettings:
     """Result events: their source, and progress reports for long jobs."""
 
-    source: str = "/diarization-service"
-    progress_min_audio_seconds: float = 60.0
-    progress_interval_seconds: float = 5.0
+    source: str = env("EVENT_SOURCE", "/diarization-service")
+    progress_min_audio_seconds: float = env("PROGRESS_MIN_AUDIO_SECONDS", 60.0)
+    progress_interval_seconds: float = env("PROGRESS_INTERVAL_SECONDS", 5.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,116 +232,68 @@ class Settings:
     kafka: KafkaSettings = KafkaSettings()
     storage: StorageSettings = StorageSettings()
     events: EventSettings = EventSettings()
-    log_level: str = "INFO"
-    log_format: str = "json"
+    log_level: str = env("LOG_LEVEL", "INFO", transform=str.upper)
+    log_format: str = env("LOG_FORMAT", "json", transform=str.lower, choices=("json", "text"))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Build the settings from ``env`` (normally ``os.environ``); raises ``SettingsError``."""
-        device = _str(env, "DEVICE", "auto").lower()
-        if device != "auto" and device != "cpu" and not device.startswith("cuda"):
-            raise SettingsError(f"DEVICE must be auto, cpu, cuda or cuda:N, got {device!r}")
-        log_format = _str(env, "LOG_FORMAT", "json").lower()
-        if log_format not in {"json", "text"}:
-            raise SettingsError(f"LOG_FORMAT must be json or text, got {log_format!r}")
-        audio, http, receiver, kafka, storage, events = (
-            AudioLimits(), HttpSettings(), ReceiverSettings(), KafkaSettings(), StorageSettings(), EventSettings()
-        )
-        upload_bucket = _str(env, "S3_UPLOAD_BUCKET", storage.upload_bucket)
-        allowed = _str(env, "S3_ALLOWED_BUCKETS", upload_bucket)
-        return cls(
-            engine=EngineSettings(
-                model=_str(env, "DIARIZATION_MODEL") or default_model(env),
-                hf_token=Secret(_str(env, "HF_TOKEN")),
-                device=device,
-                segmentation_batch_size=_int(env, "SEGMENTATION_BATCH_SIZE", 0),
-                embedding_batch_size=_int(env, "EMBEDDING_BATCH_SIZE", 0),
-                warmup=_bool(env, "MODEL_WARMUP", True),
-                torch_threads=_int(env, "TORCH_NUM_THREADS", 0),
-            ),
-            audio=AudioLimits(
-                max_bytes=_int(env, "MAX_AUDIO_BYTES", audio.max_bytes, minimum=1),
-                max_seconds=_float(env, "MAX_AUDIO_SECONDS", audio.max_seconds, minimum=1.0),
-            ),
-            http=HttpSettings(
-                host=_str(env, "HOST", http.host),
-                port=_int(env, "PORT", http.port, minimum=1),
-                api_key=Secret(_str(env, "API_KEY")),
-                threads=_int(env, "HTTP_THREADS", http.threads, minimum=1),
-                max_queued_jobs=_int(env, "MAX_QUEUED_JOBS", http.max_queued_jobs),
-                request_timeout=_float(
-                    env, "REQUEST_TIMEOUT_SECONDS", http.request_timeout, minimum=1.0
-                ),
-                body_read_timeout=_float(env, "BODY_READ_TIMEOUT_SECONDS", http.body_read_timeout, minimum=0.1),
-                header_timeout=_float(env, "HEADER_TIMEOUT_SECONDS", http.header_timeout, minimum=0.1),
-            ),
-            receiver=ReceiverSettings(
-                sink=_str(env, "K_SINK"),
-                reply_timeout_seconds=_float(env, "RECEIVER_REPLY_TIMEOUT_SECONDS", receiver.reply_timeout_seconds),
-                always_async=_bool(env, "RECEIVER_ASYNC", receiver.always_async),
-                dedup_window_seconds=_float(env, "DEDUP_WINDOW_SECONDS", receiver.dedup_window_seconds),
-                max_event_bytes=_int(env, "EVENT_MAX_BYTES", receiver.max_event_bytes, minimum=1024),
-                sink_retry_seconds=_float(env, "RECEIVER_SINK_RETRY_SECONDS", receiver.sink_retry_seconds),
-            ),
-            kafka=KafkaSettings(
-                bootstrap_servers=_str(env, "KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers),
-                input_topic=_str(env, "KAFKA_INPUT_TOPIC", kafka.input_topic),
-                results_topic=_str(env, "KAFKA_RESULTS_TOPIC", kafka.results_topic),
-                dlq_topic=_str(env, "KAFKA_DLQ_TOPIC", kafka.dlq_topic),
-                group_id=_str(env, "KAFKA_GROUP_ID", kafka.group_id),
-                security_protocol=_str(env, "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper(),
-                sasl_mechanism=_str(env, "KAFKA_SASL_MECHANISM"),
-                sasl_username=_str(env, "KAFKA_SASL_USERNAME"),
-                sasl_password=Secret(_str(env, "KAFKA_SASL_PASSWORD")),
-                ssl_ca_location=_str(env, "KAFKA_SSL_CA_LOCATION"),
-                max_poll_interval_ms=_int(
-                    env, "KAFKA_MAX_POLL_INTERVAL_MS", kafka.max_poll_interval_ms, minimum=1000
-                ),
-                session_timeout_ms=_int(
-                    env, "KAFKA_SESSION_TIMEOUT_MS", kafka.session_timeout_ms, minimum=1000
-                ),
-                max_message_bytes=_int(env, "KAFKA_MAX_MESSAGE_BYTES", kafka.max_message_bytes, minimum=1024),
-                publish_timeout_seconds=_float(
-                    env, "KAFKA_PUBLISH_TIMEOUT_SECONDS", kafka.publish_timeout_seconds, minimum=1.0
-                ),
-                retry_backoff_max_seconds=_float(
-                    env, "RETRY_BACKOFF_MAX_SECONDS", kafka.retry_backoff_max_seconds, minimum=0.1
-                ),
-                shutdown_grace_seconds=_float(env, "SHUTDOWN_GRACE_SECONDS", kafka.shutdown_grace_seconds),
-                probe_port=_int(env, "CONSUMER_PROBE_PORT", kafka.probe_port),
-                liveness_timeout_seconds=_float(
-                    env, "LIVENESS_TIMEOUT_SECONDS", kafka.liveness_timeout_seconds, minimum=1.0
-                ),
-            ),
-            storage=StorageSettings(
-                endpoint=_str(env, "S3_ENDPOINT", storage.endpoint),
-                access_key=Secret(_str(env, "S3_ACCESS_KEY")),
-                secret_key=Secret(_str(env, "S3_SECRET_KEY")),
-                secure=_bool(env, "S3_SECURE", False),
-                region=_str(env, "S3_REGION"),
-                ca_bundle=_str(env, "S3_CA_BUNDLE"),
-                upload_bucket=upload_bucket,
-                results_bucket=_str(env, "S3_RESULTS_BUCKET", storage.results_bucket),
-                results_prefix=_str(env, "S3_RESULTS_PREFIX", storage.results_prefix),
-                allowed_buckets=frozenset(b.strip() for b in allowed.split(",") if b.strip()),
-            ),
-            events=EventSettings(
-                source=_str(env, "EVENT_SOURCE", events.source),
-                progress_min_audio_seconds=_float(
-                    env, "PROGRESS_MIN_AUDIO_SECONDS", events.progress_min_audio_seconds
-                ),
-                progress_interval_seconds=_float(env, "PROGRESS_INTERVAL_SECONDS", events.progress_interval_seconds),
-            ),
-            log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
-            log_format=log_format,
-        )
+        return _load(cls, env)
 
     def describe(self) -> dict[str, Any]:
         """The settings as a plain dict for a start-up log line; secrets stay masked."""
         return _describe(self)
 
 
+def _load(cls: type[T], env: Mapping[str, str]) -> T:
+    """Build the settings dataclass ``cls`` from ``env``.
+
+    A field declared with ``env(...)`` is read from its variable (``_read``); a field whose
+    type is a dataclass is a group, loaded the same way; any other field keeps its default.
+    Raises ``SettingsError`` naming the first variable whose value cannot be used.
+    """
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if "env" in f.metadata:
+            values[f.name] = _read(f, env)
+        elif dataclasses.is_dataclass(hints[f.name]):
+            values[f.name] = _load(hints[f.name], env)
+    return cls(**values)
+
+
+def _read(f: dataclasses.Field[Any], env: Mapping[str, str]) -> Any:
+    """The value of field ``f`` in ``env``: blank or unset gives its default."""
+    var: Variable = f.metadata["env"]
+    raw = env.get(var.name, "").strip() or (var.default_from(env) if var.default_from else "")
+    if not raw:
+        return f.default
+    text = var.transform(raw) if var.transform else raw
+    try:
+        value = var.parser.convert(text)
+    except ValueError:
+        raise SettingsError(f"{var.name} must be {var.parser.what}, got {text!r}") from None
+    if var.minimum is not None and value < var.minimum:
+        raise SettingsError(f"{var.name} must be >= {var.minimum}, got {value}")
+    if var.allowed is not None and not var.allowed(value):
+        raise SettingsError(f"{var.name} must be {var.expected}, got {value!r}")
+    return value
+
+
+def variables(cls: type = Settings) -> list[Variable]:
+    """Every variable ``cls`` and its groups declare, in declaration order (for docs and checks)."""
+    hints = get_type_hints(cls)
+    found: list[Variable] = []
+    for f in dataclasses.fields(cls):
+        if "env" in f.metadata:
+            found.append(f.metadata["env"])
+        elif dataclasses.is_dataclass(hints[f.name]):
+            found.extend(variables(hints[f.name]))
+    return found
+
+
 def _describe(obj: Any) -> dict[str, Any]:
+    """The fields of ``obj`` as a dict, groups nested, secrets masked."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)

@@ -5,15 +5,25 @@ No transport types here: ``consumer.codec`` turns these into CloudEvents and bac
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.engine import JobOptions
+from consumer.options import JobOptions
 
 # Result event ids are uuid5 names in this namespace: the same input always gets the
 # same result id, however often it is delivered.
 RESULT_ID_NAMESPACE = uuid.UUID("7c0f3f4e-5d2a-4a53-9f0e-3b1f2d6c8a91")
+# The object-key rule, also written as the pattern of ``key`` in schemas/audio-uploaded.json
+# (a test keeps the two in step): 1-1024 characters, no control characters, no "." or ".."
+# path segments (a result key derived from such a key could leave the results prefix).
+_ACCEPTABLE_KEY = re.compile(r"^(?!.*(^|/)\.{1,2}(/|$))[^\x00-\x1f\x7f]{1,1024}$")
+
+
+def is_acceptable_key(key: str) -> bool:
+    """Whether the service takes ``key`` as an object key (see ``_ACCEPTABLE_KEY``)."""
+    return _ACCEPTABLE_KEY.fullmatch(key) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +59,27 @@ class ObjectRef:
 
     def to_dict(self) -> dict[str, Any]:
         """As the ``object`` field of result events."""
-        return {"bucket": self.bucket, "key": self.key, "version_id": self.version_id, "etag": self.etag, "size": self.size}
+        return {
+            "bucket": self.bucket,
+            "key": self.key,
+            "version_id": self.version_id,
+            "etag": self.etag,
+            "size": self.size,
+        }
 
     @property
     def partition_key(self) -> str:
         """Kafka key of its result events: results of one object stay in order."""
         return f"{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultLocation:
+    """Where the result objects of one job are stored: computed once per job by the store."""
+
+    bucket: str
+    json_key: str
+    rttm_key: str
 
 
 @dataclass(frozen=True, slots=True)

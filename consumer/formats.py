@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from consumer.engine import EngineResult, JobOptions
-from consumer.events import InputRef, ObjectRef
+from consumer.engine import EngineResult
+from consumer.events import InputRef, ObjectRef, ResultLocation
+from consumer.options import JobOptions
 
 _UNSAFE_URI = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -33,21 +34,8 @@ def rttm_uri(name: str) -> str:
 def to_rttm(result: EngineResult, uri: str) -> str:
     """The speaker turns as RTTM lines (NIST Rich Transcription Time Marked)."""
     return "".join(
-        f"SPEAKER {uri} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n"
-        for t in result.turns
+        f"SPEAKER {uri} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n" for t in result.turns
     )
-
-
-def options_dict(options: JobOptions) -> dict[str, Any]:
-    """Job options as in events and result documents (unset speaker hints left out)."""
-    out: dict[str, Any] = {
-        name: getattr(options, name)
-        for name in ("num_speakers", "min_speakers", "max_speakers")
-        if getattr(options, name) is not None
-    }
-    out["exclusive"] = options.exclusive
-    out["tasks"] = sorted(task.value for task in options.tasks)
-    return out
 
 
 def result_document(
@@ -56,20 +44,19 @@ def result_document(
     options: JobOptions,
     result: EngineResult,
     model: str,
-    results_bucket: str,
-    result_keys: tuple[str, str],
+    location: ResultLocation,
 ) -> dict[str, Any]:
     """The result of a job as stored in ``<prefix><key>.json`` and sent in the completed event."""
     return {
         "input": input_ref.to_dict(),
         "object": obj.to_dict(),
         "status": "completed",
-        "options": options_dict(options),
+        "options": options.to_dict(),
         **diarization_json(result),
         **vad_json(result),
         "duration": round(result.duration, 3),
         "inference_seconds": round(result.inference_seconds, 3),
         "model": model,
         "reused": False,
-        "results": {"bucket": results_bucket, "json": result_keys[0], "rttm": result_keys[1]},
+        "results": {"bucket": location.bucket, "json": location.json_key, "rttm": location.rttm_key},
     }

@@ -10,7 +10,7 @@ At-least-once, nothing lost:
   jittered exponential backoff, still polling, never spinning, never committing;
 - permanent failures are answered with a ``…failed`` event; a message that is no event
   at all (or an unsupported one) also goes to the dead-letter topic, and the offset moves on;
-- a redelivered input is answered from its stored result object (see ``JobHandler``)
+- a redelivered input is answered from its stored result object (see ``EventJob``)
   with the same deterministic result id, so duplicates never carry new ids;
 - SIGTERM lets the current job finish within a grace period, publishes, commits, closes.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import random
 import signal
 import socket
 import threading
@@ -34,10 +33,12 @@ from prometheus_client import Counter
 from consumer import codec
 from consumer.config import KafkaSettings, Settings, from_environment
 from consumer.errors import InvalidEventError, ServiceError, UnsupportedEventError
-from consumer.events import AudioJobRequested, InputRef, JobFailed, JobOutcome, JobProgressed
-from consumer.handler import JobHandler
+from consumer.event_job import EventJob
+from consumer.events import AudioJobRequested, JobFailed, JobOutcome, JobProgressed
+from consumer.kafka_records import Record, coordinates, dead_letter_record, headers_of, result_record, where
 from consumer.logs import configure_logging
 from consumer.probes import Heartbeat, ProbeServer
+from consumer.retry import Backoff
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,7 +49,6 @@ RETRIES = Counter("kafka_retries_total", "Backoffs before retrying, by reason", 
 
 _POLL_SECONDS = 0.2  # while a job runs: keeps the group membership and the heartbeat alive
 _PAUSE_AFTER_SECONDS = 2.0  # jobs running longer than this are polled for, partitions paused
-Record = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]  # topic, key, value, headers
 
 
 class _Abandoned(Exception):
@@ -89,13 +89,14 @@ def client_configs(settings: KafkaSettings) -> tuple[dict[str, Any], dict[str, A
 
 
 class KafkaWorker:
-    """Consumes audio events, runs them through a ``JobHandler``, publishes the results."""
+    """Consumes audio events, runs them through an ``EventJob``, publishes the results."""
 
-    def __init__(self, settings: Settings, handler: JobHandler, heartbeat: Heartbeat | None = None) -> None:
+    def __init__(self, settings: Settings, event_job: EventJob, heartbeat: Heartbeat | None = None) -> None:
         self.settings = settings
         self.kafka = settings.kafka
-        self.handler = handler
+        self.event_job = event_job
         self.heartbeat = heartbeat or Heartbeat()
+        self.backoff = Backoff(max_seconds=self.kafka.retry_backoff_max_seconds, tick_seconds=_POLL_SECONDS)
         consumer_config, producer_config = client_configs(self.kafka)
         consumer_config["error_cb"] = producer_config["error_cb"] = _log_client_error
         self._consumer = Consumer(consumer_config)
@@ -125,8 +126,9 @@ class KafkaWorker:
                 message = self._consumer.poll(1.0)
                 if message is None:
                     continue
-                if message.error():
-                    _log_message_error(message.error())
+                error = message.error()
+                if error is not None:
+                    _log_message_error(error)
                     continue
                 self._process(message)
         finally:
@@ -140,10 +142,10 @@ class KafkaWorker:
         try:
             records = self._records(message)
         except Exception as exc:  # a bug must not crash-loop the consumer on one message
-            log.exception("unexpected error on a message; dead-lettered", extra=_where(message))
+            log.exception("unexpected error on a message; dead-lettered", extra=where(message))
             MESSAGES.labels("dead_lettered").inc()
             error = ServiceError(f"{type(exc).__name__}: {str(exc)[:500]}")
-            failed = JobFailed(_coordinates(message), None, error.code, error.message)
+            failed = JobFailed(coordinates(message), None, error.code, error.message)
             records = [self._dead_letter_record(message, error), self._result_record(failed, key=message.key())]
         if records is not None and self._publish(records):
             self._commit(message)
@@ -153,9 +155,12 @@ class KafkaWorker:
         try:
             items = self._decode(message)
         except (InvalidEventError, UnsupportedEventError) as exc:
-            log.warning("undecodable message dead-lettered", extra={**_where(message), "error_code": exc.code, "error": exc.message})
+            log.warning(
+                "undecodable message dead-lettered",
+                extra={**where(message), "error_code": exc.code, "error": exc.message},
+            )
             MESSAGES.labels("dead_lettered").inc()
-            failed = JobFailed(_coordinates(message), None, exc.code, exc.message)
+            failed = JobFailed(coordinates(message), None, exc.code, exc.message)
             return [self._dead_letter_record(message, exc), self._result_record(failed, key=message.key())]
         if not items:
             MESSAGES.labels("ignored").inc()
@@ -172,14 +177,14 @@ class KafkaWorker:
         size = len(message.value() or b"")
         if size > self.kafka.max_message_bytes:
             raise InvalidEventError(f"the message has {size} bytes, more than {self.kafka.max_message_bytes}")
-        return codec.decode_kafka(message.headers(), message.key(), message.value())
+        return codec.decode_kafka(headers_of(message), message.key(), message.value())
 
     def _run_job(self, request: AudioJobRequested) -> JobOutcome | None:
         """The job's outcome, retrying retryable failures; ``None`` if shutdown abandoned it."""
         attempt = 0
         while True:
             try:
-                return self._while_polling(lambda: self.handler.handle(request, progress=self._publish_progress))
+                return self._while_polling(lambda: self.event_job.handle(request, progress=self._publish_progress))
             except _Abandoned:
                 log.warning("job abandoned at shutdown", extra={"event_id": request.input.id})
                 return None
@@ -191,20 +196,11 @@ class KafkaWorker:
 
     # --- publishing and committing -------------------------------------------------------
 
-    def _result_record(self, outcome: JobOutcome, key: bytes | None = None) -> Record:
-        """The result event; ``key`` stands in for an event without an object (unparseable input)."""
-        object_key, value, headers = codec.encode_kafka(outcome, self.settings.events.source)
-        return self.kafka.results_topic, object_key or key, value, headers
+    def _result_record(self, outcome: JobOutcome | JobProgressed, key: bytes | None = None) -> Record:
+        return result_record(self.kafka.results_topic, outcome, self.settings.events.source, key)
 
     def _dead_letter_record(self, message: Message, error: ServiceError) -> Record:
-        headers = list(message.headers() or []) + [
-            ("dlq-error-code", error.code.encode()),
-            ("dlq-error-message", error.message.encode()[:1000]),
-            ("dlq-source-topic", message.topic().encode()),
-            ("dlq-source-partition", str(message.partition()).encode()),
-            ("dlq-source-offset", str(message.offset()).encode()),
-        ]
-        return self.kafka.dlq_topic, message.key(), message.value() or b"", headers
+        return dead_letter_record(self.kafka.dlq_topic, message, error)
 
     def _publish(self, records: list[Record]) -> bool:
         """Deliver ``records`` (acks=all); retry with backoff until they are. False at shutdown."""
@@ -218,8 +214,10 @@ class KafkaWorker:
                     failures.append(error)
 
             try:
-                for topic, key, value, headers in records:
-                    self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
+                for record in records:
+                    self._producer.produce(
+                        record.topic, value=record.value, key=record.key, headers=record.headers, on_delivery=delivered
+                    )
                 remaining = self._producer.flush(self.kafka.publish_timeout_seconds + 5)
             except (KafkaException, BufferError) as exc:
                 failures.append(exc)
@@ -228,15 +226,17 @@ class KafkaWorker:
                 return True
             attempt += 1
             RETRIES.labels("publish_failed").inc()
-            log.warning("publishing results failed", extra={"error": str(failures[:1] or "timeout"), "attempt": attempt})
+            log.warning(
+                "publishing results failed", extra={"error": str(failures[:1] or "timeout"), "attempt": attempt}
+            )
             if not self._back_off(attempt, "publish_failed"):
                 return False
 
     def _publish_progress(self, progress: JobProgressed) -> None:
         """Best effort, from the job thread: a lost progress event costs nothing."""
-        key, value, headers = codec.encode_kafka(progress, self.settings.events.source)
+        record = self._result_record(progress)
         try:
-            self._producer.produce(self.kafka.results_topic, value=value, key=key, headers=headers)
+            self._producer.produce(record.topic, value=record.value, key=record.key, headers=record.headers)
             self._producer.poll(0)
         except (KafkaException, BufferError) as exc:
             log.info("progress event dropped", extra={"error": str(exc)})
@@ -287,28 +287,30 @@ class KafkaWorker:
         return outcome["value"]
 
     def _back_off(self, attempt: int, reason: str) -> bool:
-        """Wait a jittered, growing delay while polling; False if shutdown came first."""
-        delay = min(self.kafka.retry_backoff_max_seconds, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
-        log.info("backing off", extra={"seconds": round(delay, 2), "attempt": attempt, "reason": reason})
-        deadline = time.monotonic() + delay
+        """Wait the backoff delay while polling with partitions paused; False if shutdown came first."""
+        log.info("backing off", extra={"attempt": attempt, "reason": reason})
         self._pause()
         try:
-            while time.monotonic() < deadline:
-                if self._stopping.is_set():
-                    return False
-                self._poll_paused()
-                time.sleep(min(_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            return self.backoff.wait(attempt, tick=self._still_waiting)
         finally:
             if not self._stopping.is_set():
                 self._resume()
+
+    def _still_waiting(self) -> bool:
+        if self._stopping.is_set():
+            return False
+        self._poll_paused()
         return True
 
     def _poll_paused(self) -> None:
         self.heartbeat.beat()
         message = self._consumer.poll(0)
-        if message is not None and not message.error():
+        if message is None or message.error() is not None:
+            return
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if topic is not None and partition is not None and offset is not None:
             # fetched before the pause took effect: rewind so it is consumed later
-            self._consumer.seek(TopicPartition(message.topic(), message.partition(), message.offset()))
+            self._consumer.seek(TopicPartition(topic, partition, offset))
 
     def _pause(self) -> None:
         self._paused = True
@@ -340,19 +342,6 @@ class KafkaWorker:
         log.warning("partitions lost", extra={"partitions": [p.partition for p in partitions]})
 
 
-def _where(message: Message) -> dict[str, object]:
-    return {"topic": message.topic(), "partition": message.partition(), "offset": message.offset()}
-
-
-def _coordinates(message: Message) -> InputRef:
-    """The identity of a message that is no event: where it sits in Kafka."""
-    return InputRef(
-        id=f"{message.topic()}/{message.partition()}/{message.offset()}",
-        source=f"kafka:{message.topic()}",
-        type="unparseable",
-    )
-
-
 class _ClientErrorLog:
     """librdkafka reports every failed connection attempt (dozens a second while a broker
     is down): log the first of each kind, then at most one summary per interval."""
@@ -372,7 +361,9 @@ class _ClientErrorLog:
                 return
             self._last[code] = now
             suppressed = self._suppressed.pop(code, 0)
-        log.warning("kafka client error", extra={"error": error.str(), "code": code, "suppressed_since_last": suppressed})
+        log.warning(
+            "kafka client error", extra={"error": error.str(), "code": code, "suppressed_since_last": suppressed}
+        )
 
 
 _log_client_error = _ClientErrorLog()
@@ -394,25 +385,23 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     log.info("starting Kafka consumer", extra={"settings": settings.describe(), "pid": os.getpid()})
 
-    from consumer.wiring import build_handler
+    from consumer.wiring import build_service, load_model
 
-    handler = build_handler(settings)
+    service = build_service(settings)
     heartbeat = Heartbeat()
     probes = ProbeServer(
-        "0.0.0.0", settings.kafka.probe_port, heartbeat, lambda: handler.ready, settings.kafka.liveness_timeout_seconds
+        "0.0.0.0", settings.kafka.probe_port, heartbeat, service.engine, settings.kafka.liveness_timeout_seconds
     )
     probes.start()
-    worker = KafkaWorker(settings, handler, heartbeat)
+    worker = KafkaWorker(settings, service.event_job, heartbeat)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     # the model loads before the first poll: no event is taken before it can be served
     stop_beating = threading.Event()
     threading.Thread(target=_beat_until, args=(heartbeat, stop_beating), daemon=True).start()
     try:
-        handler.engine.load()
-    except ServiceError as exc:
-        log.error("model load failed", extra={"error_code": exc.code, "error": exc.message})
-        return 1
+        if not load_model(service.engine):
+            return 1
     finally:
         stop_beating.set()
     worker.run()

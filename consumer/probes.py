@@ -1,4 +1,4 @@
-"""Liveness, readiness and metrics of a background worker, on a small HTTP server.
+"""Liveness, readiness and metrics: the readiness rule of every door, and a worker's probe server.
 
 Liveness follows a heartbeat: the worker calls ``beat()`` on every turn of its loop
 (at least once a second, also while a job runs), so ``/health`` turns 503 when the loop
@@ -10,12 +10,23 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from consumer import metrics
+from consumer.engine import Engine
+
+
+def readiness(engine: Engine) -> tuple[int, dict[str, object]]:
+    """``/ready``'s status and body: 200 once the model is loaded and warm, 503 while it
+    loads or after loading failed (with the error)."""
+    metrics.MODEL_READY.set(1 if engine.ready else 0)
+    if engine.ready:
+        return 200, {"status": "ready"}
+    if engine.error is not None:
+        return 503, {"status": "failed", "error": engine.error.to_dict()}
+    return 503, {"status": "loading"}
 
 
 class Heartbeat:
@@ -36,10 +47,8 @@ class Heartbeat:
 class ProbeServer:
     """``/health``, ``/ready`` and ``/metrics`` on ``host:port``, served from a daemon thread."""
 
-    def __init__(
-        self, host: str, port: int, heartbeat: Heartbeat, ready: Callable[[], bool], stale_after: float
-    ) -> None:
-        self._server = ThreadingHTTPServer((host, port), self._handler_class(heartbeat, ready, stale_after))
+    def __init__(self, host: str, port: int, heartbeat: Heartbeat, engine: Engine, stale_after: float) -> None:
+        self._server = ThreadingHTTPServer((host, port), self._handler_class(heartbeat, engine, stale_after))
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
 
@@ -53,23 +62,24 @@ class ProbeServer:
         self._server.server_close()
 
     @staticmethod
-    def _handler_class(heartbeat: Heartbeat, ready: Callable[[], bool], stale_after: float) -> type:
+    def _handler_class(heartbeat: Heartbeat, engine: Engine, stale_after: float) -> type:
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_GET(self) -> None:
                 if self.path == "/health":
                     age = heartbeat.age()
                     ok = age < stale_after
-                    self._json(200 if ok else 503, {"status": "healthy" if ok else "stuck", "loop_age_seconds": round(age, 1)})
+                    self._json(
+                        200 if ok else 503, {"status": "healthy" if ok else "stuck", "loop_age_seconds": round(age, 1)}
+                    )
                 elif self.path == "/ready":
-                    ok = ready()
-                    self._json(200 if ok else 503, {"status": "ready" if ok else "not ready"})
+                    self._json(*readiness(engine))
                 elif self.path == "/metrics":
-                    metrics.MODEL_READY.set(1 if ready() else 0)
+                    metrics.MODEL_READY.set(1 if engine.ready else 0)
                     self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
                 else:
                     self._json(404, {"error": {"code": "not_found", "message": self.path}})
 
-            def _json(self, status: int, body: dict) -> None:
+            def _json(self, status: int, body: dict[str, object]) -> None:
                 self._send(status, json.dumps(body).encode(), "application/json")
 
             def _send(self, status: int, body: bytes, content_type: str) -> None:

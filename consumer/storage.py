@@ -13,12 +13,11 @@ import errno
 import io
 import json
 import logging
-import re
 import ssl
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO, TypeVar
+from typing import IO, Any, TypeVar
 
 import certifi
 import urllib3
@@ -34,7 +33,7 @@ from consumer.errors import (
     ServiceError,
     StorageUnavailableError,
 )
-from consumer.events import ObjectRef
+from consumer.events import ObjectRef, ResultLocation, is_acceptable_key
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,6 @@ _MISSING = {"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NoSuchObject", "Resou
 _DENIED = {"AccessDenied", "AllAccessDisabled", "AccountProblem", "InvalidObjectState"}
 _SPOOL_IN_MEMORY = 32 * 1024 * 1024  # larger downloads go to a temporary file
 _CHUNK = 1024 * 1024
-_UNSAFE_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")
 SOURCE_ETAG = "source-etag"
 OPTIONS_DIGEST = "options-digest"
 
@@ -60,10 +58,12 @@ class ObjectStore:
     def stat(self, ref: ObjectRef) -> ObjectRef:
         """``ref`` completed with the object's current etag, size and version."""
         info = self._call(lambda: self.client.stat_object(ref.bucket, ref.key, version_id=ref.version_id), ref)
-        return ObjectRef(ref.bucket, ref.key, info.version_id or ref.version_id, (info.etag or "").strip('"'), info.size)
+        return ObjectRef(
+            ref.bucket, ref.key, info.version_id or ref.version_id, (info.etag or "").strip('"'), info.size
+        )
 
     @contextmanager
-    def open(self, ref: ObjectRef, max_bytes: int) -> Iterator[BinaryIO]:
+    def open(self, ref: ObjectRef, max_bytes: int) -> Iterator[IO[bytes]]:
         """The object's bytes as a seekable file, downloaded in chunks up to ``max_bytes``."""
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as sink:
             response = self._call(lambda: self.client.get_object(ref.bucket, ref.key, version_id=ref.version_id), ref)
@@ -86,43 +86,50 @@ class ObjectStore:
 
     # --- results -------------------------------------------------------------------------
 
-    def result_keys(self, ref: ObjectRef) -> tuple[str, str]:
-        """The keys of the JSON and RTTM result objects of ``ref``, always under the prefix."""
-        if _UNSAFE_SEGMENT.search(ref.key) or any(ord(c) < 32 or ord(c) == 127 for c in ref.key):
+    def locate(self, ref: ObjectRef) -> ResultLocation:
+        """Where the results of ``ref`` go: under the results prefix, whatever the key.
+
+        Raises ``InvalidEventError`` for a key the service does not take (``is_acceptable_key``).
+        """
+        if not is_acceptable_key(ref.key):
             raise InvalidEventError("the object key is not acceptable")
         base = f"{self.settings.results_prefix}{ref.key.lstrip('/')}"
-        return f"{base}.json", f"{base}.rttm"
+        return ResultLocation(self.settings.results_bucket, f"{base}.json", f"{base}.rttm")
 
-    def find_result(self, ref: ObjectRef, options_digest: str) -> dict[str, Any] | None:
-        """The stored result document of this object version and options, if there is one."""
-        json_key, _ = self.result_keys(ref)
-        bucket = self.settings.results_bucket
+    def find_result(self, location: ResultLocation, source: ObjectRef, options_digest: str) -> dict[str, Any] | None:
+        """The stored result document of this source version and options, if there is one."""
+        where = ObjectRef(location.bucket, location.json_key)
         try:
-            info = self._call(lambda: self.client.stat_object(bucket, json_key), ObjectRef(bucket, json_key))
+            info = self._call(lambda: self.client.stat_object(location.bucket, location.json_key), where)
         except ObjectNotFoundError:
             return None
         metadata = {k.lower().removeprefix("x-amz-meta-"): v for k, v in (info.metadata or {}).items()}
-        if metadata.get(SOURCE_ETAG) != ref.etag or metadata.get(OPTIONS_DIGEST) != options_digest:
+        if metadata.get(SOURCE_ETAG) != source.etag or metadata.get(OPTIONS_DIGEST) != options_digest:
             return None
-        response = self._call(lambda: self.client.get_object(bucket, json_key), ObjectRef(bucket, json_key))
+        response = self._call(lambda: self.client.get_object(location.bucket, location.json_key), where)
         try:
             return json.loads(response.read())
         finally:
             response.close()
             response.release_conn()
 
-    def write_result(self, ref: ObjectRef, options_digest: str, document: dict[str, Any], rttm: str) -> None:
+    def write_result(
+        self, location: ResultLocation, source: ObjectRef, options_digest: str, document: dict[str, Any], rttm: str
+    ) -> None:
         """Store the RTTM, then the JSON document; the JSON is what ``find_result`` trusts."""
-        json_key, rttm_key = self.result_keys(ref)
-        metadata = {SOURCE_ETAG: ref.etag or "", OPTIONS_DIGEST: options_digest}
-        bucket = self.settings.results_bucket
+        metadata: dict[str, str | list[str] | tuple[str]] = {
+            SOURCE_ETAG: source.etag or "",
+            OPTIONS_DIGEST: options_digest,
+        }
         for key, body, content_type in (
-            (rttm_key, rttm.encode(), "text/rttm"),
-            (json_key, json.dumps(document, separators=(",", ":")).encode(), "application/json"),
+            (location.rttm_key, rttm.encode(), "text/rttm"),
+            (location.json_key, json.dumps(document, separators=(",", ":")).encode(), "application/json"),
         ):
-            self._put(bucket, key, body, content_type, metadata)
+            self._put(location.bucket, key, body, content_type, metadata)
 
-    def _put(self, bucket: str, key: str, body: bytes, content_type: str, metadata: dict[str, str]) -> None:
+    def _put(
+        self, bucket: str, key: str, body: bytes, content_type: str, metadata: dict[str, str | list[str] | tuple[str]]
+    ) -> None:
         self._call(
             lambda: self.client.put_object(
                 bucket, key, io.BytesIO(body), len(body), content_type=content_type, metadata=metadata

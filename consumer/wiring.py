@@ -4,45 +4,54 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
+from dataclasses import dataclass
 
+from consumer.analyzer import Analyzer
 from consumer.config import Settings
-from consumer.engine.pyannote_engine import PyannoteEngine
+from consumer.engine import Engine
+from consumer.engine.pyannote_engine import PyannoteEngine, model_name
 from consumer.errors import ServiceError
-from consumer.handler import JobHandler
+from consumer.event_job import EventJob
 from consumer.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
 
-def build_handler(settings: Settings, max_pending: int | None = None) -> JobHandler:
-    """A ``JobHandler`` on a (not yet loaded) pyannote engine and the configured object store."""
-    return JobHandler(
-        PyannoteEngine(settings.engine),
-        settings.audio,
-        max_pending=max_pending,
-        store=ObjectStore(settings.storage),
+@dataclass(frozen=True, slots=True)
+class Service:
+    """The core the doors share: one engine, its analyzer, and the event job on the object store."""
+
+    engine: Engine
+    analyzer: Analyzer
+    event_job: EventJob
+
+
+def build_service(settings: Settings, max_pending: int | None = None) -> Service:
+    """The service on a (not yet loaded) pyannote engine and the configured object store."""
+    engine = PyannoteEngine(settings.engine)
+    analyzer = Analyzer(engine, settings.audio, max_pending=max_pending)
+    event_job = EventJob(
+        analyzer,
+        ObjectStore(settings.storage),
         allowed_buckets=settings.storage.allowed_buckets,
         events=settings.events,
         model_name=model_name(settings.engine.model),
     )
+    return Service(engine, analyzer, event_job)
 
 
-def model_name(model: str) -> str:
-    """How results name the model: a hub id as is, a local directory by its name."""
-    path = Path(model).expanduser()
-    return path.name if path.exists() or model.startswith(("/", ".", "~")) else model
+def load_model(engine: Engine) -> bool:
+    """Load the engine's model; blocks. A failure is logged (and kept in ``engine.error``), not raised."""
+    try:
+        engine.load()
+    except ServiceError as exc:
+        log.error("model load failed", extra={"error_code": exc.code, "error": exc.message})
+        return False
+    return True
 
 
-def load_in_background(handler: JobHandler) -> threading.Thread:
-    """Start loading the handler's model in a daemon thread; failures are logged, not raised."""
-
-    def _load() -> None:
-        try:
-            handler.engine.load()
-        except ServiceError as exc:
-            log.error("model load failed", extra={"error_code": exc.code, "error": exc.message})
-
-    thread = threading.Thread(target=_load, name="model-loader", daemon=True)
+def load_in_background(engine: Engine) -> threading.Thread:
+    """``load_model`` in a daemon thread."""
+    thread = threading.Thread(target=load_model, args=(engine,), name="model-loader", daemon=True)
     thread.start()
     return thread

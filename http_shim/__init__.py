@@ -1,6 +1,6 @@
 """The HTTP shim: the synchronous API of the previous server, the Knative receiver, probes, metrics.
 
-``create_app(handler=..., settings=...)`` builds the Flask app; ``http_shim.server`` runs
+``create_app(analyzer, settings, event_job)`` builds the Flask app; ``http_shim.server`` runs
 it under gunicorn. Nothing here imports torch.
 """
 
@@ -8,24 +8,24 @@ from __future__ import annotations
 
 from flask import Flask
 
+from consumer.analyzer import Analyzer
 from consumer.config import Settings
-from consumer.handler import JobHandler
+from consumer.event_job import EventJob
 from http_shim import api, errors, observability, probes, receiver
+from http_shim.state import AppState, install
 
 
-def create_app(handler: JobHandler, settings: Settings) -> Flask:
-    """The Flask app serving ``handler`` with ``settings``."""
+def create_app(analyzer: Analyzer, settings: Settings, event_job: EventJob | None = None) -> Flask:
+    """The Flask app: the sync API on ``analyzer``, and the Knative receiver on ``event_job`` if given."""
     app = Flask(__name__)
     # multipart framing adds a little to the audio itself
     app.config["MAX_CONTENT_LENGTH"] = settings.audio.max_bytes + 64 * 1024
-    app.extensions["diarization"] = {
-        "handler": handler,
-        "settings": settings,
-        "receiver": receiver.Receiver(handler, settings),
-    }
+    events = None if event_job is None else receiver.Receiver(event_job, settings)
+    install(app, AppState(analyzer, settings, events))
     observability.register(app)
     errors.register(app)
     app.register_blueprint(probes.blueprint)
     app.register_blueprint(api.blueprint)
-    app.register_blueprint(receiver.blueprint)
+    if events is not None:
+        app.register_blueprint(receiver.blueprint)
     return app

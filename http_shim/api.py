@@ -4,35 +4,34 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.datastructures import FileStorage, MultiDict
 
-from consumer.engine import JobOptions, Task
+from consumer.analyzer import Analyzer
 from consumer.errors import (
     InvalidRequestError,
-    InvalidSpeakerOptionsError,
     MissingFileError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
 from consumer.formats import diarization_json, rttm_uri, to_rttm, vad_json
-from consumer.handler import JobHandler
+from consumer.options import OPTION_NAMES, JobOptions, Task, parse_options
+from http_shim.state import state
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1")
 
 RTTM_MIMETYPE = "text/rttm"
 
 
-def _handler() -> JobHandler:
-    return current_app.extensions["diarization"]["handler"]
+def _analyzer() -> Analyzer:
+    return state().analyzer
 
 
 @blueprint.before_request
 def _authenticate() -> None:
     """Require ``Authorization: Bearer <API_KEY>`` when an API key is configured."""
-    key = current_app.extensions["diarization"]["settings"].http.api_key.value
+    key = state().settings.http.api_key.value
     if key:
         require_bearer(request.headers.get("Authorization", ""), key)
 
@@ -54,7 +53,7 @@ def diarize() -> Response:
     upload = _single_file()
     options = options_from_form(request.form, tasks=frozenset({Task.DIARIZATION, Task.VAD}))
     rttm = _wants_rttm()
-    result = _handler().analyze(upload.stream, options, job_id=g.request_id)
+    result = _analyzer().analyze(upload.stream, options, job_id=g.request_id)
     if rttm:
         return Response(to_rttm(result, rttm_uri(upload.filename or "audio")), mimetype=RTTM_MIMETYPE)
     return jsonify(diarization_json(result))
@@ -64,7 +63,7 @@ def diarize() -> Response:
 def vad() -> Response:
     """Where there is speech: JSON speech segments."""
     upload = _single_file()
-    result = _handler().analyze(upload.stream, JobOptions(tasks=frozenset({Task.VAD})), job_id=g.request_id)
+    result = _analyzer().analyze(upload.stream, JobOptions(tasks=frozenset({Task.VAD})), job_id=g.request_id)
     return jsonify(vad_json(result))
 
 
@@ -89,29 +88,5 @@ def _wants_rttm() -> bool:
 
 
 def options_from_form(form: MultiDict[str, str], tasks: frozenset[Task]) -> JobOptions:
-    """``JobOptions`` from the form fields; raises ``InvalidSpeakerOptionsError`` (400)."""
-    return JobOptions(
-        num_speakers=_positive_int(form, "num_speakers"),
-        min_speakers=_positive_int(form, "min_speakers"),
-        max_speakers=_positive_int(form, "max_speakers"),
-        exclusive=_flag(form, "exclusive"),
-        tasks=tasks,
-    )
-
-
-def _positive_int(form: MultiDict[str, str], name: str) -> int | None:
-    raw = (form.get(name) or "").strip()
-    if not raw:
-        return None
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or int(raw) < 1:
-        raise InvalidSpeakerOptionsError(f"{name} must be a positive integer, got {raw!r}")
-    return int(raw)
-
-
-def _flag(form: MultiDict[str, Any], name: str) -> bool:
-    raw = (form.get(name) or "").strip().lower()
-    if raw in {"", "0", "false", "no", "off"}:
-        return False
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    raise InvalidRequestError(f"{name} must be true or false, got {raw!r}")
+    """``JobOptions`` from the form fields (the endpoint fixes the tasks); 400 on bad values."""
+    return parse_options({name: form.get(name) for name in OPTION_NAMES if name != "tasks"}, tasks=tasks)

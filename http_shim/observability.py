@@ -10,6 +10,7 @@ from flask import Flask, Response, g, request
 from prometheus_client import Counter, Histogram
 
 from http_shim.slow_clients import bound_body, finish_body
+from http_shim.state import state
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ _QUIET = {"probes.health", "probes.ready", "probes.metrics"}
 def register(app: Flask) -> None:
     """Install the request hooks on ``app``."""
 
-    settings = app.extensions["diarization"]["settings"]
+    with app.app_context():
+        settings = state().settings
 
     @app.before_request
     def _start() -> None:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from consumer import metrics
 from consumer.engine import Engine
+from consumer.probes import readiness
+from http_shim.state import state
 
 blueprint = Blueprint("probes", __name__)
 
 
 def _engine() -> Engine:
-    return current_app.extensions["diarization"]["handler"].engine
+    return state().analyzer.engine
 
 
 @blueprint.get("/health")
@@ -25,12 +27,8 @@ def health() -> Response:
 @blueprint.get("/ready")
 def ready() -> tuple[Response, int]:
     """Readiness: 200 only once the model is loaded and warm, 503 before (or if loading failed)."""
-    engine = _engine()
-    if engine.ready:
-        return jsonify(status="ready"), 200
-    if engine.error is not None:
-        return jsonify(status="failed", error=engine.error.to_dict()), 503
-    return jsonify(status="loading"), 503
+    status, body = readiness(_engine())
+    return jsonify(body), status
 
 
 @blueprint.get("/metrics")

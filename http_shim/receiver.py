@@ -19,7 +19,6 @@ same result without recomputation.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import OrderedDict
@@ -27,28 +26,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import urllib3
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
+from flask.typing import ResponseReturnValue
 from prometheus_client import Counter
 
 from consumer import codec
+from consumer.analyzer import Reservation
 from consumer.config import ReceiverSettings, Settings
 from consumer.errors import InvalidEventError, PayloadTooLargeError, PublishError, ServiceError, UnsupportedEventError
+from consumer.event_job import EventJob
 from consumer.events import AudioJobRequested, InputRef, JobFailed, JobOutcome
-from consumer.handler import JobHandler, Reservation
+from consumer.retry import Backoff
 from http_shim.errors import error_response
+from http_shim.state import state
 
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("receiver", __name__)
 EVENTS = Counter("receiver_events_total", "Events received on POST /, by how they were answered", ["answer"])
 _MAX_DEDUP_ENTRIES = 10_000
-_RETRY_CAP_SECONDS = 60.0
+_BACKOFF = Backoff(max_seconds=60.0)
 
 
 @blueprint.post("/")
-def receive() -> Response:
+def receive() -> ResponseReturnValue:
     """Take one pushed event; see the module docstring for the answers."""
-    receiver: Receiver = current_app.extensions["diarization"]["receiver"]
+    receiver = state().receiver
+    assert receiver is not None, "the receiver blueprint is registered only with a receiver"
     limit = receiver.settings.max_event_bytes
     if (request.content_length or 0) > limit:
         raise PayloadTooLargeError(f"events are limited to {limit} bytes")
@@ -58,7 +62,7 @@ def receive() -> Response:
     body = request.get_data(cache=False)
     if len(body) > limit:
         raise PayloadTooLargeError(f"events are limited to {limit} bytes")
-    return receiver.receive(request.headers, body)
+    return receiver.receive(dict(request.headers.items()), body)
 
 
 @dataclass
@@ -75,17 +79,18 @@ class _Delivery:
 
 
 class Receiver:
-    """Runs pushed events through the ``JobHandler`` and answers as Knative expects."""
+    """Runs pushed events through the ``EventJob`` and answers as Knative expects."""
 
-    def __init__(self, handler: JobHandler, settings: Settings) -> None:
-        self.handler = handler
+    def __init__(self, event_job: EventJob, settings: Settings, backoff: Backoff = _BACKOFF) -> None:
+        self.event_job = event_job
+        self.backoff = backoff
         self.settings: ReceiverSettings = settings.receiver
         self.source = settings.events.source
         self._deliveries: OrderedDict[tuple[str, str], _Delivery] = OrderedDict()
         self._guard = threading.Lock()
         self._http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=5, read=30), retries=False)
 
-    def receive(self, headers: Mapping[str, str], body: bytes) -> Response:
+    def receive(self, headers: Mapping[str, str], body: bytes) -> ResponseReturnValue:
         """The HTTP answer to one pushed event."""
         try:
             items = codec.decode_http(dict(headers), body)
@@ -97,12 +102,14 @@ class Receiver:
             return jsonify(status="ignored"), 202
         answers = [self._answer(item) for item in items]
         if len(answers) > 1:
-            log.warning("one request carried several jobs; the reply holds the first result", extra={"jobs": len(answers)})
+            log.warning(
+                "one request carried several jobs; the reply holds the first result", extra={"jobs": len(answers)}
+            )
         return answers[0]
 
     # --- one job ---------------------------------------------------------------------------
 
-    def _answer(self, item: AudioJobRequested | JobFailed) -> Response:
+    def _answer(self, item: AudioJobRequested | JobFailed) -> ResponseReturnValue:
         try:
             delivery = self._delivery(item)
         except ServiceError as exc:  # no free slot: let Knative retry later
@@ -114,7 +121,7 @@ class Receiver:
             if not finished and not delivery.done.is_set():
                 delivery.detached = True
                 EVENTS.labels("accepted").inc()
-                return jsonify(status="accepted", result_id=_input(item).result_id()), 202
+                return jsonify(status="accepted", result_id=item.input.result_id()), 202
         if delivery.outcome is None:
             assert delivery.error is not None
             self._forget(item)  # a retried delivery must run the job again
@@ -124,7 +131,7 @@ class Receiver:
 
     def _delivery(self, item: AudioJobRequested | JobFailed) -> _Delivery:
         """The delivery of this event: an existing one (dedup), or a new job started now."""
-        key = (_input(item).source, _input(item).id)
+        key = (item.input.source, item.input.id)
         with self._guard:
             self._evict_expired()
             existing = self._deliveries.get(key)
@@ -136,7 +143,7 @@ class Receiver:
                 delivery.outcome = item
                 delivery.done.set()
             else:
-                reservation = self.handler.reserve()  # BusyError: nothing was accepted
+                reservation = self.event_job.reserve()  # BusyError: nothing was accepted
                 threading.Thread(target=self._run, args=(item, delivery, reservation), name="receiver-job").start()
             self._deliveries[key] = delivery
             return delivery
@@ -146,7 +153,7 @@ class Receiver:
         attempt = 0
         while True:
             try:
-                outcome = self.handler.handle(job, reservation=reservation if attempt == 0 else None)
+                outcome = self.event_job.handle(job, reservation=reservation if attempt == 0 else None)
                 break
             except ServiceError as exc:  # retryable only
                 with delivery.lock:
@@ -155,7 +162,7 @@ class Receiver:
                         delivery.done.set()
                         return
                 attempt += 1
-                _sleep_backoff(attempt)
+                self.backoff.wait(attempt)
         with delivery.lock:
             delivery.outcome = outcome
             delivery.done.set()
@@ -165,12 +172,12 @@ class Receiver:
 
     # --- replies and the sink --------------------------------------------------------------
 
-    def _deliver(self, delivery: _Delivery) -> Response:
+    def _deliver(self, delivery: _Delivery) -> ResponseReturnValue:
         assert delivery.outcome is not None
         if not self.settings.sink:
             EVENTS.labels("replied").inc()
-            headers, body = codec.encode_http(delivery.outcome, self.source)
-            return Response(body, status=200, headers=headers)
+            reply = codec.encode_http(delivery.outcome, self.source)
+            return Response(reply.body, status=200, headers=reply.headers)
         if not delivery.sent:
             try:
                 self._send(delivery)
@@ -183,9 +190,9 @@ class Receiver:
     def _send(self, delivery: _Delivery) -> None:
         """POST the outcome to K_SINK as a binary-mode CloudEvent; raises ``PublishError``."""
         assert delivery.outcome is not None
-        headers, body = codec.encode_http(delivery.outcome, self.source)
+        event = codec.encode_http(delivery.outcome, self.source)
         try:
-            response = self._http.request("POST", self.settings.sink, body=body, headers=headers)
+            response = self._http.request("POST", self.settings.sink, body=event.body, headers=event.headers)
         except urllib3.exceptions.HTTPError as exc:
             raise PublishError(f"the sink is unreachable: {exc}") from exc
         if not 200 <= response.status < 300:
@@ -194,8 +201,10 @@ class Receiver:
 
     def _send_until_delivered(self, delivery: _Delivery) -> None:
         if not self.settings.sink:
-            log.warning("job finished after its request was answered, and there is no K_SINK; "
-                        "its result is in the result objects and in the reply to a redelivery")  # fmt: skip
+            log.warning(
+                "job finished after its request was answered, and there is no K_SINK; "
+                "its result is in the result objects and in the reply to a redelivery"
+            )
             return
         attempt = 0
         deadline = time.monotonic() + self.settings.sink_retry_seconds
@@ -205,15 +214,18 @@ class Receiver:
             except PublishError as exc:
                 attempt += 1
                 if time.monotonic() > deadline:
-                    log.error("giving up sending a result to the sink; it stays in the result objects and is "
-                              "the reply to a redelivery", extra={"error": exc.message, "attempts": attempt})  # fmt: skip
+                    log.error(
+                        "giving up sending a result to the sink; it stays in the result objects and is "
+                        "the reply to a redelivery",
+                        extra={"error": exc.message, "attempts": attempt},
+                    )
                     return
                 log.warning("sending a result to the sink failed", extra={"error": exc.message, "attempt": attempt})
-                _sleep_backoff(attempt)
+                self.backoff.wait(attempt)
 
     def _forget(self, item: AudioJobRequested | JobFailed) -> None:
         with self._guard:
-            self._deliveries.pop((_input(item).source, _input(item).id), None)
+            self._deliveries.pop((item.input.source, item.input.id), None)
 
     def _evict_expired(self) -> None:
         horizon = time.monotonic() - self.settings.dedup_window_seconds
@@ -226,13 +238,5 @@ class Receiver:
             del self._deliveries[key]
 
 
-def _input(item: AudioJobRequested | JobFailed) -> InputRef:
-    return item.input
-
-
 def _outcome_input(outcome: JobOutcome) -> InputRef:
     return outcome.input if isinstance(outcome, JobFailed) else outcome.request.input
-
-
-def _sleep_backoff(attempt: int) -> None:
-    time.sleep(min(_RETRY_CAP_SECONDS, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))

@@ -83,12 +83,12 @@ class ShimServer(BaseApplication):
 
     def load(self) -> Flask:
         """Runs in the worker process after fork: no CUDA state is shared with the master."""
-        from consumer.wiring import build_handler, load_in_background
+        from consumer.wiring import build_service, load_in_background
         from http_shim import create_app
 
-        handler = build_handler(self.settings, max_pending=self.settings.http.max_queued_jobs)
-        load_in_background(handler)
-        return create_app(handler, self.settings)
+        service = build_service(self.settings, max_pending=self.settings.http.max_queued_jobs)
+        load_in_background(service.engine)
+        return create_app(service.analyzer, self.settings, service.event_job)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,7 +70,9 @@ _BODIES = Watchdog()
 class DeadlineInput:
     """A ``wsgi.input`` that stops reading once its deadline has passed."""
 
-    def __init__(self, stream: IO[bytes], connection: socket.socket, read_timeout: float, budget: float, length: int | None) -> None:
+    def __init__(
+        self, stream: IO[bytes], connection: socket.socket, read_timeout: float, budget: float, length: int | None
+    ) -> None:
         self._stream = stream
         self._connection = connection
         self._read_timeout = read_timeout

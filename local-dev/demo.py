@@ -91,14 +91,23 @@ def events_demo() -> int:
     subprocess.run([*STACK, "start", "--name", INSTANCE], check=True)
     env = dict(
         line.split("=", 1)
-        for line in subprocess.run([*STACK, "env", "--name", INSTANCE], check=True, capture_output=True, text=True).stdout.splitlines()
+        for line in subprocess.run(
+            [*STACK, "env", "--name", INSTANCE], check=True, capture_output=True, text=True
+        ).stdout.splitlines()
     )
     probe_port = _free_port()
     consumer_process, log = _start(
-        "consumer.kafka_worker", {**env, "CONSUMER_PROBE_PORT": str(probe_port), "KAFKA_GROUP_ID": "diarization-demo"}, "consumer"
+        "consumer.kafka_worker",
+        {**env, "CONSUMER_PROBE_PORT": str(probe_port), "KAFKA_GROUP_ID": "diarization-demo"},
+        "consumer",
     )
-    results = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "group.id": f"demo-reader-{uuid.uuid4().hex}",
-                        "auto.offset.reset": "earliest"})  # fmt: skip
+    results = Consumer(
+        {
+            "bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"],
+            "group.id": f"demo-reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+        }
+    )
     try:
         _wait_ready(f"http://127.0.0.1:{probe_port}/ready", consumer_process, log)
         print("the consumer's model is loaded and warm")
@@ -108,7 +117,9 @@ def events_demo() -> int:
         minio = Minio(env["S3_ENDPOINT"], env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"], secure=False)
         uploaded = time.monotonic()
         minio.put_object(env["S3_UPLOAD_BUCKET"], key, io.BytesIO(sample), len(sample), content_type="audio/wav")
-        print(f"uploaded s3://{env['S3_UPLOAD_BUCKET']}/{key}; waiting for its result event on {env['KAFKA_RESULTS_TOPIC']} ...")
+        print(
+            f"uploaded s3://{env['S3_UPLOAD_BUCKET']}/{key}; waiting for its result event on {env['KAFKA_RESULTS_TOPIC']} ..."
+        )
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             message = results.poll(1.0)
@@ -120,13 +131,17 @@ def events_demo() -> int:
             if event.get_subject() != f"{env['S3_UPLOAD_BUCKET']}/{key}" or event.get_type().endswith(".progress"):
                 continue
             data = event.get_data()
-            print(f"\nresult event after {time.monotonic() - uploaded:.1f} s: type={event.get_type()} id={event.get_id()}")
+            print(
+                f"\nresult event after {time.monotonic() - uploaded:.1f} s: type={event.get_type()} id={event.get_id()}"
+            )
             if "error" in data:
                 print(json.dumps(data["error"], indent=2))
                 return 1
             _print_turns(data["segments"], data["num_speakers"])
-            print(f"\n{len(data['speech_segments'])} speech regions; result objects: "
-                  f"s3://{data['results']['bucket']}/{data['results']['json']} and .rttm")  # fmt: skip
+            print(
+                f"\n{len(data['speech_segments'])} speech regions; result objects: "
+                f"s3://{data['results']['bucket']}/{data['results']['json']} and .rttm"
+            )
             return 0
         print(f"no result event within 300 s; see {log}")
         return 1

@@ -13,18 +13,18 @@ their own Go modules: ``go mod download`` fetches the pinned versions once into
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+# local-dev/stack.py, for its cache folder and Go environment. A sibling module: running
+# ``python local-dev/k8s_schemas.py`` puts local-dev/ on sys.path, and so does
+# tests/support/local_dev.py, the one loader the tests use.
+import stack
 import yaml
-
-LOCAL_DEV = Path(__file__).resolve().parent
 
 # OpenShift 4.20 runs Kubernetes 1.33; kubernetes-validate picks the newest schema <= this.
 KUBERNETES_VERSION = "1.33"
@@ -52,29 +52,19 @@ CRD_FILES = (
     CrdFile("knative.dev/eventing", "config/core/resources/broker.yaml"),
     CrdFile("knative.dev/eventing", "config/core/resources/trigger.yaml"),
     CrdFile("knative.dev/eventing", "config/core/resources/sinkbindings.yaml"),
-    CrdFile("knative.dev/eventing-kafka-broker",
-            "control-plane/config/eventing-kafka-broker/100-source/100-kafka-source.yaml"),
-    CrdFile("knative.dev/eventing-kafka-broker",
-            "control-plane/config/eventing-kafka-broker/100-sink/100-kafka-sink.yaml"),
+    CrdFile(
+        "knative.dev/eventing-kafka-broker",
+        "control-plane/config/eventing-kafka-broker/100-source/100-kafka-source.yaml",
+    ),
+    CrdFile(
+        "knative.dev/eventing-kafka-broker", "control-plane/config/eventing-kafka-broker/100-sink/100-kafka-sink.yaml"
+    ),
     CrdFile("github.com/kedacore/keda/v2", "config/crd/bases/keda.sh_scaledobjects.yaml"),
     CrdFile("github.com/kedacore/keda/v2", "config/crd/bases/keda.sh_triggerauthentications.yaml"),
     CrdFile("github.com/openshift/api", "route/v1/zz_generated.crd-manifests/routes.crd.yaml"),
 )
 
 
-def _load_stack() -> ModuleType:
-    """local-dev/stack.py, for its cache folder and Go environment (``local-dev`` is no package)."""
-    if "local_dev_stack" in sys.modules:
-        return sys.modules["local_dev_stack"]
-    spec = importlib.util.spec_from_file_location("local_dev_stack", LOCAL_DEV / "stack.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-stack = _load_stack()
 SchemaError = stack.StackError
 
 
@@ -83,8 +73,7 @@ def module_dirs(cache: Path) -> dict[str, Path]:
     go = stack.require_tool("go", stack.GO_HINT)
     cache.mkdir(parents=True, exist_ok=True)
     command = [go, "mod", "download", "-json", *(f"{m}@{v}" for m, v in MODULES.items())]
-    result = subprocess.run(command, env=stack.go_env(cache), cwd=cache, capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(command, env=stack.go_env(cache), cwd=cache, capture_output=True, text=True, check=False)
     infos = _json_stream(result.stdout)
     errors = [f"{info['Path']}@{info['Version']}: {info['Error']}" for info in infos if "Error" in info]
     if result.returncode != 0 or errors or len(infos) != len(MODULES):

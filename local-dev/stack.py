@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from consumer.config import cache_dir as configured_cache_dir
+
 # --- What the service sees (its config reads these names) ---------------------------------
 INPUT_TOPIC = "audio-uploads"  # MinIO notifications and CloudEvents land here
 RESULTS_TOPIC = "diarization-results"
@@ -64,8 +66,13 @@ ENV_NAMES = (
     "S3_UPLOAD_BUCKET",
     "S3_RESULTS_BUCKET",
 )
-CONNECTION_NAMES = ("KAFKA_BOOTSTRAP_SERVERS", "S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY",
-                    "S3_SECURE")  # what `provision` reads
+CONNECTION_NAMES = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "S3_ENDPOINT",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_KEY",
+    "S3_SECURE",
+)  # what `provision` reads
 
 # --- MinIO -> Kafka bucket notification ---------------------------------------------------
 NOTIFY_ID = "UPLOADS"  # the target ID in MINIO_NOTIFY_KAFKA_*_<ID>
@@ -117,7 +124,7 @@ class StackError(Exception):
 # --- Paths and instances ------------------------------------------------------------------
 def cache_dir() -> Path:
     """The shared cache folder: ``$CACHE_DIR`` or ``~/.cache/diarization-service``."""
-    return Path(os.environ.get("CACHE_DIR", "~/.cache/diarization-service")).expanduser().resolve()
+    return configured_cache_dir(os.environ).resolve()
 
 
 def kafka_version() -> str:
@@ -297,8 +304,16 @@ def install_kafka(cache: Path) -> None:
     require_tool("java", JAVA_HINT)
     log.info("Installing Kafka %s into %s (Maven) ...", kafka_version(), lib)
     shutil.rmtree(lib, ignore_errors=True)
-    command = [mvn, "-B", "-q", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
-               f"-DoutputDirectory={lib}", "-DincludeScope=runtime"]
+    command = [
+        mvn,
+        "-B",
+        "-q",
+        "-f",
+        str(KAFKA_POM),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={lib}",
+        "-DincludeScope=runtime",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise StackError(f"Maven failed:\n{result.stdout}{result.stderr}")
@@ -314,12 +329,12 @@ def install_minio(cache: Path) -> None:
         log.info("MinIO %s already installed at %s", MINIO_VERSION, binary)
         return
     go = require_tool("go", GO_HINT)
-    log.info("Building MinIO %s with go install (cold: minutes, ~1 GB of module cache) ...",
-             MINIO_VERSION)
+    log.info("Building MinIO %s with go install (cold: minutes, ~1 GB of module cache) ...", MINIO_VERSION)
     command = [go, "install", f"{MINIO_MODULE}@{MINIO_VERSION}"]
     if subprocess.run(command, env=go_env(cache), cwd=cache, check=False).returncode != 0:
-        raise StackError("go install of MinIO failed (see above); if the checksum database "
-                         "cannot be reached, retry with GOSUMDB=off")
+        raise StackError(
+            "go install of MinIO failed (see above); if the checksum database cannot be reached, retry with GOSUMDB=off"
+        )
     stamp.write_text(MINIO_VERSION)
     log.info("MinIO installed at %s", binary)
 
@@ -335,8 +350,7 @@ def compose_schema_path(cache: Path) -> Path:
     go = require_tool("go", GO_HINT)
     cache.mkdir(parents=True, exist_ok=True)
     command = [go, "mod", "download", "-json", f"{COMPOSE_GO_MODULE}@{COMPOSE_GO_VERSION}"]
-    result = subprocess.run(command, env=go_env(cache), cwd=cache, capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(command, env=go_env(cache), cwd=cache, capture_output=True, text=True, check=False)
     info = json.loads(result.stdout or "{}")
     if result.returncode != 0 or "Error" in info:
         raise StackError(f"go mod download failed: {info.get('Error') or result.stderr}")
@@ -400,9 +414,15 @@ def spawn(instance: Instance, component: str, argv: list[str], env: Mapping[str,
     with log_file.open("ab") as out:
         out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {component}\n".encode())
         out.flush()
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, env=dict(env), cwd=instance.root,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            cwd=instance.root,
+            start_new_session=True,
+        )
     instance.pid_file(component).write_text(f"{process.pid}\n")
     log.info("%s started (pid %d), log: %s", component, process.pid, log_file)
 
@@ -414,15 +434,18 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout_s: float,
-               instance: Instance | None = None, component: str = "") -> None:
+def wait_until(
+    check: Callable[[], bool], what: str, timeout_s: float, instance: Instance | None = None, component: str = ""
+) -> None:
     """Poll ``check()`` until it is true; fail early if the watched process died."""
     deadline = time.monotonic() + timeout_s
     while not check():
         if instance is not None and running_pid(instance, component) is None:
-            raise StackError(f"{component} exited while starting; last lines of "
-                             f"{instance.log_file(component)}:\n"
-                             f"{log_tail(instance.log_file(component))}")
+            raise StackError(
+                f"{component} exited while starting; last lines of "
+                f"{instance.log_file(component)}:\n"
+                f"{log_tail(instance.log_file(component))}"
+            )
         if time.monotonic() > deadline:
             raise StackError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         time.sleep(0.5)
@@ -459,8 +482,7 @@ def kafka_properties(instance: Instance) -> dict[str, str]:
     ports = instance.ports
     return {
         **KAFKA_SETTINGS,
-        "listeners": f"PLAINTEXT://127.0.0.1:{ports.kafka},"
-                     f"CONTROLLER://127.0.0.1:{ports.kafka_controller}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{ports.kafka},CONTROLLER://127.0.0.1:{ports.kafka_controller}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{ports.kafka}",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
         # Static voters (node.id 1), so the storage is formatted without --standalone.
@@ -474,21 +496,22 @@ def java_command(cache: Path, main_class: str, *args: str) -> list[str]:
     lib = kafka_lib_dir(cache)
     if not (lib.parent / "installed").exists():
         raise StackError("Kafka is not installed: run 'python local-dev/stack.py install'")
-    return [java, KAFKA_HEAP, f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
-            "-cp", f"{lib}/*", main_class, *args]
+    return [java, KAFKA_HEAP, f"-Dlog4j2.configurationFile={KAFKA_LOG4J}", "-cp", f"{lib}/*", main_class, *args]
 
 
 def format_kafka_storage(cache: Path, instance: Instance) -> None:
     """Format the KRaft metadata directory with a fresh cluster id (new data dirs only)."""
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     log.info("formatting Kafka storage %s (cluster id %s)", instance.kafka_data, cluster_id)
-    command = java_command(cache, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                           "-c", str(instance.kafka_config), "-g")
+    command = java_command(
+        cache, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(instance.kafka_config), "-g"
+    )
     with instance.log_file("kafka").open("ab") as out:
         result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
-        raise StackError(f"Kafka storage format failed; see {instance.log_file('kafka')}:\n"
-                         f"{log_tail(instance.log_file('kafka'))}")
+        raise StackError(
+            f"Kafka storage format failed; see {instance.log_file('kafka')}:\n{log_tail(instance.log_file('kafka'))}"
+        )
 
 
 def start_kafka(cache: Path, instance: Instance) -> None:
@@ -496,8 +519,7 @@ def start_kafka(cache: Path, instance: Instance) -> None:
     instance.kafka_config.write_text(format_env(kafka_properties(instance)))
     if not (instance.kafka_data / "meta.properties").exists():
         format_kafka_storage(cache, instance)
-    spawn(instance, "kafka", java_command(cache, "kafka.Kafka", str(instance.kafka_config)),
-          os.environ)
+    spawn(instance, "kafka", java_command(cache, "kafka.Kafka", str(instance.kafka_config)), os.environ)
 
 
 def wait_for_kafka(bootstrap: str, timeout_s: float, instance: Instance | None = None) -> None:
@@ -506,8 +528,7 @@ def wait_for_kafka(bootstrap: str, timeout_s: float, instance: Instance | None =
     from confluent_kafka.admin import AdminClient
 
     host, port = bootstrap.rsplit(":", 1)
-    wait_until(lambda: port_open(host, int(port)), f"Kafka port {bootstrap}", timeout_s,
-               instance, "kafka")
+    wait_until(lambda: port_open(host, int(port)), f"Kafka port {bootstrap}", timeout_s, instance, "kafka")
     admin = AdminClient({"bootstrap.servers": bootstrap})
 
     def has_broker() -> bool:
@@ -534,9 +555,15 @@ def start_minio(cache: Path, instance: Instance) -> None:
         "MINIO_ROOT_PASSWORD": S3_SECRET_KEY,
         **minio_notify_env(f"127.0.0.1:{ports.kafka}", str(instance.minio_queue)),
     }
-    argv = [str(binary), "server", str(instance.minio_data),
-            "--address", f"127.0.0.1:{ports.minio}",
-            "--console-address", f"127.0.0.1:{ports.minio_console}"]
+    argv = [
+        str(binary),
+        "server",
+        str(instance.minio_data),
+        "--address",
+        f"127.0.0.1:{ports.minio}",
+        "--console-address",
+        f"127.0.0.1:{ports.minio_console}",
+    ]
     spawn(instance, "minio", argv, env)
 
 
@@ -550,8 +577,7 @@ def minio_live(endpoint: str) -> bool:
 
 
 def wait_for_minio(endpoint: str, timeout_s: float, instance: Instance | None = None) -> None:
-    wait_until(lambda: minio_live(endpoint), f"MinIO at {endpoint}", timeout_s,
-               instance, "minio")
+    wait_until(lambda: minio_live(endpoint), f"MinIO at {endpoint}", timeout_s, instance, "minio")
     log.info("MinIO is ready at %s", endpoint)
 
 
@@ -563,8 +589,11 @@ def ensure_topics(bootstrap: str) -> None:
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = admin.list_topics(timeout=10).topics
-    missing = [NewTopic(topic, num_partitions=count, replication_factor=1)
-               for topic, count in TOPIC_PARTITIONS.items() if topic not in existing]
+    missing = [
+        NewTopic(topic, num_partitions=count, replication_factor=1)
+        for topic, count in TOPIC_PARTITIONS.items()
+        if topic not in existing
+    ]
     futures = admin.create_topics(missing, operation_timeout=30) if missing else {}
     for topic, future in futures.items():
         try:
@@ -583,8 +612,10 @@ def ensure_topics(bootstrap: str) -> None:
         if topic not in topics:
             raise StackError(f"topic {topic} was created but does not show in the broker's metadata")
         if len(topics[topic].partitions) != count:
-            raise StackError(f"topic {topic} has {len(topics[topic].partitions)} partitions, "
-                             f"expected {count}; destroy the instance to recreate it")
+            raise StackError(
+                f"topic {topic} has {len(topics[topic].partitions)} partitions, "
+                f"expected {count}; destroy the instance to recreate it"
+            )
 
 
 def ensure_buckets(endpoint: str, access_key: str, secret_key: str, secure: bool) -> None:
@@ -597,9 +628,11 @@ def ensure_buckets(endpoint: str, access_key: str, secret_key: str, secure: bool
         if not client.bucket_exists(bucket_name=bucket):
             client.make_bucket(bucket_name=bucket)
             log.info("created bucket %s", bucket)
-    config = NotificationConfig(queue_config_list=[
-        QueueConfig(queue=NOTIFY_ARN, events=list(NOTIFY_EVENTS), config_id="1"),
-    ])
+    config = NotificationConfig(
+        queue_config_list=[
+            QueueConfig(queue=NOTIFY_ARN, events=list(NOTIFY_EVENTS), config_id="1"),
+        ]
+    )
     client.set_bucket_notification(bucket_name=UPLOAD_BUCKET, config=config)
     log.info("bucket %s notifies %s on %s", UPLOAD_BUCKET, NOTIFY_ARN, ", ".join(NOTIFY_EVENTS))
 
@@ -607,8 +640,7 @@ def ensure_buckets(endpoint: str, access_key: str, secret_key: str, secure: bool
 def create_resources(env: Mapping[str, str]) -> None:
     """Create the topics, buckets and notification for the running Kafka and MinIO in ``env``."""
     ensure_topics(env["KAFKA_BOOTSTRAP_SERVERS"])
-    ensure_buckets(env["S3_ENDPOINT"], env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"],
-                   env["S3_SECURE"].lower() == "true")
+    ensure_buckets(env["S3_ENDPOINT"], env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"], env["S3_SECURE"].lower() == "true")
 
 
 def provision(env: Mapping[str, str]) -> None:
@@ -665,8 +697,7 @@ def status(instance: Instance) -> int:
         listening = pid is not None and port_open("127.0.0.1", ports[0])
         up &= listening
         state = f"up (pid {pid})" if listening else "starting" if pid else "down"
-        print(f"  {component:<6} {state:<16} ports {', '.join(map(str, ports))}  "
-              f"log {instance.log_file(component)}")
+        print(f"  {component:<6} {state:<16} ports {', '.join(map(str, ports))}  log {instance.log_file(component)}")
     return 0 if up else 3
 
 
@@ -680,21 +711,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("install", help="install Kafka jars and build MinIO (once)")
-    commands.add_parser("provision", help="create topics/buckets on the servers named by "
-                        f"{', '.join(CONNECTION_NAMES)}")
+    commands.add_parser(
+        "provision", help=f"create topics/buckets on the servers named by {', '.join(CONNECTION_NAMES)}"
+    )
     commands.add_parser("compose-schema", help="print the Compose spec JSON schema's path")
-    for name, text in [("start", "start the stack"), ("stop", "stop the stack"),
-                       ("status", "show what runs"), ("env", "print connection settings"),
-                       ("destroy", "stop the stack and delete its data")]:
+    for name, text in [
+        ("start", "start the stack"),
+        ("stop", "stop the stack"),
+        ("status", "show what runs"),
+        ("env", "print connection settings"),
+        ("destroy", "stop the stack and delete its data"),
+    ]:
         command = commands.add_parser(name, help=text)
         command.add_argument("--name", default="dev", help="instance name (default: dev)")
         if name in ("start", "env", "status"):
-            command.add_argument("--port-base", type=int,
-                                 help="first of 4 ports (default: env STACK_PORT_BASE, "
-                                      "or derived from the name)")
+            command.add_argument(
+                "--port-base",
+                type=int,
+                help="first of 4 ports (default: env STACK_PORT_BASE, or derived from the name)",
+            )
         if name in ("start", "stop"):
-            command.add_argument("--only", choices=COMPONENTS,
-                                 help="act on one component (start skips provisioning)")
+            command.add_argument("--only", choices=COMPONENTS, help="act on one component (start skips provisioning)")
     return parser.parse_args(argv)
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from consumer.config import Settings
+from consumer.analyzer import Analyzer
+from consumer.config import Settings, cache_dir
 from consumer.engine.bundle import bundle_dir, is_built
-from consumer.handler import JobHandler
 
 # The service must never phone home, in tests either.
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("CACHE_DIR", "~/.cache/diarization-service")).expanduser()
+    return cache_dir(os.environ)
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +46,9 @@ def engine(settings: Settings):
 
 
 @pytest.fixture(scope="session")
-def handler(engine, settings: Settings) -> JobHandler:
-    """A job handler on the real engine."""
-    return JobHandler(engine, settings.audio, max_pending=settings.http.max_queued_jobs)
+def analyzer(engine, settings: Settings) -> Analyzer:
+    """The sync job on the real engine, bounded as the shim bounds it."""
+    return Analyzer(engine, settings.audio, max_pending=settings.http.max_queued_jobs)
 
 
 @pytest.fixture(scope="session")

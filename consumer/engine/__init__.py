@@ -8,58 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Protocol
 
 import numpy as np
 
-from consumer.errors import InvalidSpeakerOptionsError, ServiceError
-
-
-MAX_SPEAKERS = 100
-
-
-class Task(str, Enum):
-    """What a job asks for. Diarization always comes with speech regions, at no extra cost."""
-
-    DIARIZATION = "diarization"
-    VAD = "vad"
-
-
-@dataclass(frozen=True, slots=True)
-class JobOptions:
-    """Speaker-count hints and output options of one job."""
-
-    num_speakers: int | None = None
-    min_speakers: int | None = None
-    max_speakers: int | None = None
-    exclusive: bool = False
-    tasks: frozenset[Task] = frozenset({Task.DIARIZATION, Task.VAD})
-
-    def __post_init__(self) -> None:
-        for name in ("num_speakers", "min_speakers", "max_speakers"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SPEAKERS
-            ):
-                raise InvalidSpeakerOptionsError(f"{name} must be an integer from 1 to {MAX_SPEAKERS}, got {value!r}")
-        if self.num_speakers is not None and (self.min_speakers is not None or self.max_speakers is not None):
-            raise InvalidSpeakerOptionsError("give either num_speakers or min_speakers/max_speakers, not both")
-        if (
-            self.min_speakers is not None
-            and self.max_speakers is not None
-            and self.min_speakers > self.max_speakers
-        ):
-            raise InvalidSpeakerOptionsError(
-                f"min_speakers ({self.min_speakers}) is greater than max_speakers ({self.max_speakers})"
-            )
-        if not self.tasks:
-            raise InvalidSpeakerOptionsError("at least one task is required")
-
-    @property
-    def diarize(self) -> bool:
-        """Whether the job needs speaker turns (and therefore speaker embeddings)."""
-        return Task.DIARIZATION in self.tasks
+from consumer.errors import ServiceError
+from consumer.options import JobOptions
 
 
 @dataclass(frozen=True, slots=True)

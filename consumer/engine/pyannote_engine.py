@@ -18,14 +18,9 @@ from typing import Any
 import numpy as np
 
 from consumer.config import EngineSettings
-from consumer.engine import (
-    EngineResult,
-    JobOptions,
-    ProgressCallback,
-    SpeakerTurn,
-    SpeechRegion,
-)
+from consumer.engine import EngineResult, ProgressCallback, SpeakerTurn, SpeechRegion
 from consumer.errors import InferenceError, ModelLoadError, ModelNotReadyError, ServiceError
+from consumer.options import JobOptions
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +60,6 @@ class PyannoteEngine:
         """Why the last ``load()`` failed, if it did."""
         return self._error
 
-    @property
-    def model(self) -> str:
-        """The configured model: a local path or a hub id."""
-        return self._settings.model
-
     def load(self) -> None:
         """Load the pipeline, move it to its device and warm it up; blocks. Raises ``ModelLoadError``."""
         try:
@@ -90,14 +80,22 @@ class PyannoteEngine:
         if self._settings.torch_threads:
             torch.set_num_threads(self._settings.torch_threads)
         cuda = cuda_environment(torch)
-        log.info("torch %s, built for CUDA %s; NVIDIA driver %s (CUDA %s)", torch.__version__,
-                 cuda["torch_cuda"], cuda["nvidia_driver"], cuda["driver_cuda"], extra=cuda)
+        log.info(
+            "torch %s, built for CUDA %s; NVIDIA driver %s (CUDA %s)",
+            torch.__version__,
+            cuda["torch_cuda"],
+            cuda["nvidia_driver"],
+            cuda["driver_cuda"],
+            extra=cuda,
+        )
         device = _resolve_device(self._settings.device, torch)
         if device.type == "cpu" and cuda["driver_cuda"] is not None:
             log.warning(
                 "an NVIDIA driver is present but torch cannot use it: torch %s needs a driver for "
                 "CUDA %s or newer (NVIDIA driver >= %s for CUDA 13); running on CPU",
-                torch.__version__, cuda["torch_cuda"], MIN_NVIDIA_DRIVER,
+                torch.__version__,
+                cuda["torch_cuda"],
+                MIN_NVIDIA_DRIVER,
             )
         pipeline = _load_pipeline(self._settings.model, self._settings.hf_token.value or None)
         segmentation_batch, embedding_batch = BATCH_SIZES.get(device.type, BATCH_SIZES["cpu"])
@@ -172,7 +170,9 @@ class PyannoteEngine:
     ) -> tuple[tuple[SpeakerTurn, ...], tuple[SpeechRegion, ...]]:
         captured: dict[str, Any] = {}
 
-        def hook(step: str, artefact: Any, file: Any = None, total: int | None = None, completed: int | None = None) -> None:
+        def hook(
+            step: str, artefact: Any, file: Any = None, total: int | None = None, completed: int | None = None
+        ) -> None:
             if step == "speaker_counting":
                 # copied: the pipeline later caps this count in place
                 captured["count"] = type(artefact)(artefact.data.copy(), artefact.sliding_window)
@@ -202,9 +202,7 @@ class PyannoteEngine:
                 progress(0.95 * (completed or 0) / total)
 
         segmentations = pipeline.get_segmentations(file, hook=hook)
-        count = pipeline.speaker_count(
-            segmentations, pipeline._segmentation.model.receptive_field, warm_up=(0.0, 0.0)
-        )
+        count = pipeline.speaker_count(segmentations, pipeline._segmentation.model.receptive_field, warm_up=(0.0, 0.0))
         return self._speech_regions(count)
 
     def _speech_regions(self, count: Any) -> tuple[SpeechRegion, ...]:
@@ -263,18 +261,28 @@ def _resolve_device(requested: str, torch: Any) -> Any:
     return device
 
 
+def is_local_model(model: str) -> bool:
+    """Whether ``model`` names a local pipeline (an existing path, or one written as a path), not a hub id."""
+    return Path(model).expanduser().exists() or model.startswith(("/", ".", "~"))
+
+
+def model_name(model: str) -> str:
+    """How results name the model: a hub id as is, a local directory by its name."""
+    return Path(model).expanduser().name if is_local_model(model) else model
+
+
 def _load_pipeline(model: str, token: str | None) -> Any:
     """A pipeline from a local directory or config file, else from the hub (or its cache) by id."""
     from pyannote.audio import Pipeline
 
     path = Path(model).expanduser()
     try:
-        if path.exists():
-            pipeline = Pipeline.from_pretrained(path)
-        elif model.startswith(("/", ".", "~")):
-            raise ModelLoadError(f"model directory {model} does not exist (run `make models` for the offline bundle)")
-        else:
+        if not is_local_model(model):
             pipeline = Pipeline.from_pretrained(model, token=token)
+        elif path.exists():
+            pipeline = Pipeline.from_pretrained(path)
+        else:
+            raise ModelLoadError(f"model directory {model} does not exist (run `make models` for the offline bundle)")
     except ServiceError:
         raise
     except Exception as exc:

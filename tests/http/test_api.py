@@ -9,17 +9,17 @@ import time
 
 import pytest
 
+from consumer.analyzer import Analyzer
 from consumer.config import AudioLimits, EngineSettings, Secret
 from consumer.engine.pyannote_engine import PyannoteEngine
 from consumer.errors import ModelLoadError
-from consumer.handler import JobHandler
 from http_shim import create_app
 from tests.support.audio_bytes import encode, tone
 
 
 @pytest.fixture(scope="module")
-def client(handler, settings):
-    return create_app(handler, settings).test_client()
+def client(analyzer, settings):
+    return create_app(analyzer, settings).test_client()
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,10 @@ def test_diarize_as_rttm(client, sample_bytes, how):
     url = "/v1/diarize?format=rttm" if how == "query" else "/v1/diarize"
     fields = {"format": "rttm"} if how == "form" else {}
     response = client.post(
-        url, data=_upload(sample_bytes, name="my sample.wav", **fields), headers=headers, content_type="multipart/form-data"
+        url,
+        data=_upload(sample_bytes, name="my sample.wav", **fields),
+        headers=headers,
+        content_type="multipart/form-data",
     )
     assert response.status_code == 200
     assert response.mimetype == "text/rttm"
@@ -139,19 +142,24 @@ def test_unknown_route_and_method_are_json(client):
     assert _error(client.get("/v1/diarize")) == "method_not_allowed"
 
 
-def test_body_over_the_limit_is_413_from_content_length(handler, settings):
+def test_body_over_the_limit_is_413_from_content_length(analyzer, settings):
     small = dataclasses.replace(settings, audio=AudioLimits(max_bytes=10_000))
-    client = create_app(JobHandler(handler.engine, small.audio), small).test_client()
+    client = create_app(Analyzer(analyzer.engine, small.audio), small).test_client()
     response = client.post("/v1/diarize", data=_upload(encode(tone(3))), content_type="multipart/form-data")
     assert (response.status_code, _error(response)) == (413, "payload_too_large")
 
 
-def test_api_key_guards_the_api_but_not_the_probes(handler, settings):
+def test_api_key_guards_the_api_but_not_the_probes(analyzer, settings):
     keyed = dataclasses.replace(settings, http=dataclasses.replace(settings.http, api_key=Secret("k3y-for-tests")))
-    client = create_app(handler, keyed).test_client()
-    upload = lambda: _upload(encode(tone(1)))  # noqa: E731 - a fresh stream per request
+    client = create_app(analyzer, keyed).test_client()
+
+    def upload() -> dict:
+        return _upload(encode(tone(1)))  # a fresh stream per request
+
     assert _error(client.post("/v1/vad", data=upload(), content_type="multipart/form-data")) == "unauthorized"
-    wrong = client.post("/v1/vad", data=upload(), headers={"Authorization": "Bearer nope"}, content_type="multipart/form-data")
+    wrong = client.post(
+        "/v1/vad", data=upload(), headers={"Authorization": "Bearer nope"}, content_type="multipart/form-data"
+    )
     assert wrong.status_code == 401
     right = client.post(
         "/v1/vad", data=upload(), headers={"Authorization": "Bearer k3y-for-tests"}, content_type="multipart/form-data"
@@ -162,7 +170,7 @@ def test_api_key_guards_the_api_but_not_the_probes(handler, settings):
 
 def test_model_not_loaded_yet(settings):
     engine = PyannoteEngine(settings.engine)  # real engine, load() not called yet
-    client = create_app(JobHandler(engine, settings.audio), settings).test_client()
+    client = create_app(Analyzer(engine, settings.audio), settings).test_client()
     assert client.get("/health").get_json()["model_loaded"] is False
     ready = client.get("/ready")
     assert ready.status_code == 503 and ready.get_json()["status"] == "loading"
@@ -175,22 +183,24 @@ def test_model_that_failed_to_load_is_reported_by_ready(settings):
     engine = PyannoteEngine(EngineSettings(model="/nonexistent/model"))
     with pytest.raises(ModelLoadError):
         engine.load()
-    client = create_app(JobHandler(engine, settings.audio), settings).test_client()
+    client = create_app(Analyzer(engine, settings.audio), settings).test_client()
     body = client.get("/ready").get_json()
     assert body["status"] == "failed" and body["error"]["code"] == "model_load_failed"
 
 
 def test_requests_beyond_the_queue_are_shed_with_503(engine, settings, sample_bytes):
-    handler = JobHandler(engine, settings.audio, max_pending=0)
-    client = create_app(handler, settings).test_client()
+    analyzer = Analyzer(engine, settings.audio, max_pending=0)
+    client = create_app(analyzer, settings).test_client()
     first = threading.Thread(
-        target=client.post, args=("/v1/diarize",), kwargs={"data": _upload(sample_bytes), "content_type": "multipart/form-data"}
+        target=client.post,
+        args=("/v1/diarize",),
+        kwargs={"data": _upload(sample_bytes), "content_type": "multipart/form-data"},
     )
     first.start()
     deadline = time.monotonic() + 30
-    while handler._in_flight == 0 and time.monotonic() < deadline:
+    while analyzer._in_flight == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert handler._in_flight == 1, "the first request never started"
+    assert analyzer._in_flight == 1, "the first request never started"
     response = client.post("/v1/vad", data=_upload(sample_bytes), content_type="multipart/form-data")
     first.join()
     assert (response.status_code, _error(response)) == (503, "busy")

@@ -69,7 +69,9 @@ def _wait_for_job_start(consumer, timeout: float = JOB_START_TIMEOUT) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if consumer.process.poll() is not None:
-            raise AssertionError(f"the consumer exited with {consumer.process.returncode}:\n{consumer.log_lines()[-4000:]}")
+            raise AssertionError(
+                f"the consumer exited with {consumer.process.returncode}:\n{consumer.log_lines()[-4000:]}"
+            )
         if consumer.metric("diarization_jobs_in_flight") >= 1:
             return time.monotonic()
         time.sleep(0.05)
@@ -126,9 +128,15 @@ def test_consumer_sigkilled_at_random_points_ten_rounds(stack, start_consumer, r
     figures.notes["kills_with_a_job_in_flight"] = kills_in_flight
     figures.notes["rttm_without_json_seen_after_a_kill"] = unfinished_writes
     check_outcome(
-        stack, results, inputs.jobs, group=group, input_topic=topics["KAFKA_INPUT_TOPIC"], figures=figures,
-        timeout=600, log=final.log_lines(),
-    )  # fmt: skip
+        stack,
+        results,
+        inputs.jobs,
+        group=group,
+        input_topic=topics["KAFKA_INPUT_TOPIC"],
+        figures=figures,
+        timeout=600,
+        log=final.log_lines(),
+    )
     assert kills_in_flight >= 5, f"only {kills_in_flight} of 10 kills hit a running job: the test did not test much"
 
 
@@ -160,9 +168,15 @@ def test_kafka_broker_restarted_mid_run(stack, start_consumer, reader, talks):
     figures.seconds = time.monotonic() - started
     figures.notes["publish_retries_so_far"] = consumer.metric('kafka_retries_total{reason="publish_failed"}')
     check_outcome(
-        stack, results, inputs.jobs, group=consumer.group, input_topic=topics["KAFKA_INPUT_TOPIC"], figures=figures,
-        timeout=400, log=consumer.log_lines(),
-    )  # fmt: skip
+        stack,
+        results,
+        inputs.jobs,
+        group=consumer.group,
+        input_topic=topics["KAFKA_INPUT_TOPIC"],
+        figures=figures,
+        timeout=400,
+        log=consumer.log_lines(),
+    )
     assert figures.notes["publish_retries_so_far"] >= 1, "no result publish met the outage"
     assert consumer.process.poll() is None
 
@@ -192,18 +206,27 @@ def test_minio_stopped_and_restarted_mid_batch(stack, start_consumer, reader, ta
         during = {job.event_id for job in inputs.jobs if answers(results.events, job)} - answered
         assert not during, f"results published while MinIO was down: {during}"
         _wait_for_metric(
-            consumer, 'kafka_retries_total{reason="storage_unavailable"}', retries_before + 1, 30,
+            consumer,
+            'kafka_retries_total{reason="storage_unavailable"}',
+            retries_before + 1,
+            30,
             hint=" (when the stop caught a request, MinIO answered it 503 with Retry-After: 60 and the storage "
             "client sleeps that out silently: see test_object_store_answering_503_...)",
-        )  # fmt: skip
+        )
         figures.notes["answered_before_the_outage"] = len(answered)
     finally:
         stack.restart("minio")
     figures.seconds = time.monotonic() - started
     check_outcome(
-        stack, results, inputs.jobs, group=consumer.group, input_topic=topics["KAFKA_INPUT_TOPIC"], figures=figures,
-        timeout=400, log=consumer.log_lines(),
-    )  # fmt: skip
+        stack,
+        results,
+        inputs.jobs,
+        group=consumer.group,
+        input_topic=topics["KAFKA_INPUT_TOPIC"],
+        figures=figures,
+        timeout=400,
+        log=consumer.log_lines(),
+    )
     assert len(answered) < len(inputs.jobs), "every input was answered before MinIO stopped: the outage hit no job"
 
 
@@ -249,9 +272,15 @@ def test_object_store_answering_503_is_backed_off_by_the_consumer_then_completes
         figures.notes["seconds_to_result_after_return"] = round(time.monotonic() - recovered, 1)
         figures.seconds = time.monotonic() - started
         check_outcome(
-            stack, results, inputs.jobs, group=consumer.group, input_topic=topics["KAFKA_INPUT_TOPIC"], figures=figures,
-            timeout=60, log=consumer.log_lines(),
-        )  # fmt: skip
+            stack,
+            results,
+            inputs.jobs,
+            group=consumer.group,
+            input_topic=topics["KAFKA_INPUT_TOPIC"],
+            figures=figures,
+            timeout=60,
+            log=consumer.log_lines(),
+        )
     finally:
         proxy.close()
 
@@ -293,7 +322,9 @@ def _delivery_error(bootstrap: str, topic: str, size: int = 2000) -> str | None:
     The probe has no CloudEvent headers: result readers skip it.
     """
     outcome: list[object] = []
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "message.timeout.ms": 5000})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "message.timeout.ms": 5000}
+    )
     producer.produce(topic, value=b"p" * size, on_delivery=lambda error, _: outcome.append(error))
     producer.flush(15)
     assert outcome, "the probe record got no delivery report"
@@ -328,9 +359,15 @@ def test_results_topic_temporarily_unwritable(stack, start_consumer, reader, tal
     figures.seconds = time.monotonic() - started
     figures.notes["publish_retries"] = consumer.metric('kafka_retries_total{reason="publish_failed"}')
     check_outcome(
-        stack, results, inputs.jobs, group=consumer.group, input_topic=topics["KAFKA_INPUT_TOPIC"], figures=figures,
-        timeout=400, log=consumer.log_lines(),
-    )  # fmt: skip
+        stack,
+        results,
+        inputs.jobs,
+        group=consumer.group,
+        input_topic=topics["KAFKA_INPUT_TOPIC"],
+        figures=figures,
+        timeout=400,
+        log=consumer.log_lines(),
+    )
 
 
 # --- 5. the model raising mid-job ----------------------------------------------------------------
@@ -342,7 +379,7 @@ def test_model_raising_mid_job_fails_that_job_and_the_consumer_keeps_serving(sta
         # the 3rd chunk_frames call after warm-up is inside the first job (2 chunks per batch)
         {**topics, "FAULT_EMBEDDING_CALL": "3", "FAULT_TIMES": "1", "EMBEDDING_BATCH_SIZE": "2"},
         module="tests.support.faulty_consumer",
-    )  # fmt: skip
+    )
     assert "model fault armed" in consumer.log_lines(), consumer.log_lines()[-4000:]
     inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "model")
     first = inputs.submit(talks[1], name="faulty")
@@ -351,9 +388,16 @@ def test_model_raising_mid_job_fails_that_job_and_the_consumer_keeps_serving(sta
     results = reader(topics["KAFKA_RESULTS_TOPIC"])
     figures = Figures("model raising mid-job", inputs=0, faults=1)
     check_outcome(
-        stack, results, inputs.jobs, group=consumer.group, input_topic=topics["KAFKA_INPUT_TOPIC"], figures=figures,
-        expected={first.event_id: FAILED}, timeout=300, log=consumer.log_lines(),
-    )  # fmt: skip
+        stack,
+        results,
+        inputs.jobs,
+        group=consumer.group,
+        input_topic=topics["KAFKA_INPUT_TOPIC"],
+        figures=figures,
+        expected={first.event_id: FAILED},
+        timeout=300,
+        log=consumer.log_lines(),
+    )
     [failed] = {e.id: e for e in answers(results.events, first)}.values()
     assert failed.data["error"]["code"] == "inference_failed", failed.data
     assert failed.data["error"]["retryable"] is False
@@ -408,9 +452,15 @@ def test_temporary_disk_full_waits_then_completes(stack, start_consumer, reader,
         _mount("-o", "remount,size=512m", str(spool_dir))
         figures.seconds = time.monotonic() - started
         check_outcome(
-            stack, results, inputs.jobs, group=consumer.group, input_topic=topics["KAFKA_INPUT_TOPIC"], figures=figures,
-            timeout=300, log=consumer.log_lines(),
-        )  # fmt: skip
+            stack,
+            results,
+            inputs.jobs,
+            group=consumer.group,
+            input_topic=topics["KAFKA_INPUT_TOPIC"],
+            figures=figures,
+            timeout=300,
+            log=consumer.log_lines(),
+        )
         [result] = {e.id: e for e in answers(results.events, job)}.values()
         assert result.data["duration"] > 30, result.data["duration"]
     finally:

@@ -392,11 +392,17 @@ def shim(stack: Stack, settings, tmp_path_factory) -> Iterator[Shim]:
     port = free_port()
     log = tmp_path_factory.mktemp("hostile-shim") / "shim.log"
     env = {
-        **stack.env, "PORT": str(port), "HOST": "127.0.0.1", "DIARIZATION_MODEL": settings.engine.model,
-        "API_KEY": API_KEY, "MAX_AUDIO_BYTES": str(MAX_AUDIO_BYTES), "EVENT_MAX_BYTES": str(EVENT_MAX_BYTES),
-        "HTTP_THREADS": str(HTTP_THREADS), "REQUEST_TIMEOUT_SECONDS": str(REQUEST_TIMEOUT_SECONDS),
+        **stack.env,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "DIARIZATION_MODEL": settings.engine.model,
+        "API_KEY": API_KEY,
+        "MAX_AUDIO_BYTES": str(MAX_AUDIO_BYTES),
+        "EVENT_MAX_BYTES": str(EVENT_MAX_BYTES),
+        "HTTP_THREADS": str(HTTP_THREADS),
+        "REQUEST_TIMEOUT_SECONDS": str(REQUEST_TIMEOUT_SECONDS),
         "BODY_READ_TIMEOUT_SECONDS": str(BODY_READ_TIMEOUT_SECONDS),
-    }  # fmt: skip
+    }
     process = start_module("http_shim.server", env, log)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -414,10 +420,15 @@ def consumer(stack: Stack, settings, tmp_path_factory) -> Iterator[ConsumerProce
     port = free_port()
     log = tmp_path_factory.mktemp("hostile-consumer") / "consumer.log"
     env = {
-        **stack.env, **stack.topics("hostile", partitions=1), "DIARIZATION_MODEL": settings.engine.model,
-        "KAFKA_GROUP_ID": f"hostile-{RUN}", "CONSUMER_PROBE_PORT": str(port), "RETRY_BACKOFF_MAX_SECONDS": "2",
-        "SHUTDOWN_GRACE_SECONDS": "120", "KAFKA_MAX_MESSAGE_BYTES": str(KAFKA_MAX_MESSAGE_BYTES),
-    }  # fmt: skip
+        **stack.env,
+        **stack.topics("hostile", partitions=1),
+        "DIARIZATION_MODEL": settings.engine.model,
+        "KAFKA_GROUP_ID": f"hostile-{RUN}",
+        "CONSUMER_PROBE_PORT": str(port),
+        "RETRY_BACKOFF_MAX_SECONDS": "2",
+        "SHUTDOWN_GRACE_SECONDS": "120",
+        "KAFKA_MAX_MESSAGE_BYTES": str(KAFKA_MAX_MESSAGE_BYTES),
+    }
     process = start_module("consumer.kafka_worker", env, log)
     try:
         wait_http(f"http://127.0.0.1:{port}/ready", process, timeout=600, log=log)
@@ -478,8 +489,11 @@ def _raw_declared(shim: Shim, path: str, declared: int) -> Reply:
     """Declare ``declared`` bytes, send 1 KiB and no more: an answer at all shows the server
     did not wait for the body."""
     boundary = "hostile"
-    head = request_head("POST", path, {**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}",
-                                       "Content-Length": str(declared)})  # fmt: skip
+    head = request_head(
+        "POST",
+        path,
+        {**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(declared)},
+    )
     first = multipart_file_head(boundary) + bytes(1024)
     return _raw_reply(raw_exchange(shim.port, head, [first], bound=REJECT_BOUND_S))
 
@@ -489,12 +503,17 @@ def _raw_chunked(shim: Shim, path: str, size: int) -> Reply:
     if path == "/":  # a valid event, padded with JSON whitespace
         body = structured_event("hostile-chunked", {"bucket": BUCKET, "key": f"hostile/{RUN}/chunked.wav"}).body
         body = body[:-1] + b" " * (size - len(body)) + b"}"
-        head = request_head("POST", path, {"Content-Type": "application/cloudevents+json", "Transfer-Encoding": "chunked"})
+        head = request_head(
+            "POST", path, {"Content-Type": "application/cloudevents+json", "Transfer-Encoding": "chunked"}
+        )
     else:
         boundary = "hostile"
         body = multipart_file_head(boundary) + bytes(size)
-        head = request_head("POST", path, {**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}",
-                                           "Transfer-Encoding": "chunked"})  # fmt: skip
+        head = request_head(
+            "POST",
+            path,
+            {**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}", "Transfer-Encoding": "chunked"},
+        )
     pieces = chunked(body[i : i + 64 * 1024] for i in range(0, len(body), 64 * 1024))
     return _raw_reply(raw_exchange(shim.port, head, pieces, bound=REJECT_BOUND_S))
 
@@ -509,9 +528,13 @@ def _slow(shim: Shim, path: str, trickle: bool) -> Reply:
         first = multipart_file_head("slow") + wav()[:40]
     if trickle:
         pieces = (b"\x00" if path != "/" else b" " for _ in range(100_000))
-        answer = raw_exchange(shim.port, request_head("POST", path, headers) + first, pieces, gap=1.0, bound=SLOW_CLIENT_BOUND_S)
+        answer = raw_exchange(
+            shim.port, request_head("POST", path, headers) + first, pieces, gap=1.0, bound=SLOW_CLIENT_BOUND_S
+        )
     else:
-        answer = raw_exchange(shim.port, request_head("POST", path, headers) + first[:100], [], bound=SLOW_CLIENT_BOUND_S)
+        answer = raw_exchange(
+            shim.port, request_head("POST", path, headers) + first[:100], [], bound=SLOW_CLIENT_BOUND_S
+        )
     return _raw_reply(answer)
 
 
@@ -529,13 +552,17 @@ def _raw_short(shim: Shim, path: str) -> Reply:
     else:
         headers = {**AUTH, "Content-Type": "multipart/form-data; boundary=short", "Content-Length": "10000"}
     body = (multipart_file_head("short") + wav())[:100]
-    return _raw_reply(raw_exchange(shim.port, request_head("POST", path, headers), [body], half_close=True, bound=REJECT_BOUND_S))
+    return _raw_reply(
+        raw_exchange(shim.port, request_head("POST", path, headers), [body], half_close=True, bound=REJECT_BOUND_S)
+    )
 
 
 def _matches(expected: tuple[int, str] | str, status: int | None, outcome: str, seconds: float) -> bool:
     if expected == CUT:
         in_time = seconds <= SLOW_CLIENT_BOUND_S + 5
-        return in_time and (status == 408 and outcome == "request_timeout" or status is None and outcome.startswith("closed"))
+        return in_time and (
+            status == 408 and outcome == "request_timeout" or status is None and outcome.startswith("closed")
+        )
     want_status, want = expected  # type: ignore[misc]
     if status != want_status:
         return False
@@ -576,13 +603,19 @@ def _assert_shim_whole(shim: Shim) -> None:
 
 
 def test_the_corpus_is_one_table_of_at_least_40_inputs():
-    print(f"\n{corpus_table()}\n\n{len(CORPUS)} hostile inputs; per door: "
-          + ", ".join(f"{door} {sum(getattr(c, door) is not None for c in CORPUS)}" for door in ("http", "kafka", "knative")))  # fmt: skip
+    print(
+        f"\n{corpus_table()}\n\n{len(CORPUS)} hostile inputs; per door: "
+        + ", ".join(
+            f"{door} {sum(getattr(c, door) is not None for c in CORPUS)}" for door in ("http", "kafka", "knative")
+        )
+    )
     assert len(CORPUS) >= 40
     assert len({case.id for case in CORPUS}) == len(CORPUS), "case ids must be unique"
     for case in CORPUS:
         assert _doors(case), f"{case.id} applies to no door"
-        assert sum(x is not None for x in (case.audio, case.event, case.request)) == (0 if case.streamed else 1), case.id
+        assert sum(x is not None for x in (case.audio, case.event, case.request)) == (0 if case.streamed else 1), (
+            case.id
+        )
         assert case.request is None or (case.http is None) != (case.knative is None), f"{case.id}: one HTTP door"
 
 
@@ -602,7 +635,9 @@ def test_http_door(shim: Shim, sample_bytes: bytes):
     status, outcome, seconds = _post(shim, files={"file": ("sample.wav", sample_bytes)})
     print(f"valid request after the corpus: {status} {outcome} ({seconds:.1f} s)")
     assert (status, outcome) == (200, COMPLETED), "the valid request after the corpus did not complete"
-    assert not bad, "inputs that got another answer than expected:\n" + "\n".join(bad) + f"\n--- shim log\n{shim.log_tail()}"
+    assert not bad, (
+        "inputs that got another answer than expected:\n" + "\n".join(bad) + f"\n--- shim log\n{shim.log_tail()}"
+    )
 
 
 def test_knative_door(stack: Stack, shim: Shim, sample_bytes: bytes):
@@ -626,7 +661,9 @@ def test_knative_door(stack: Stack, shim: Shim, sample_bytes: bytes):
     status, outcome, seconds = _post(shim, "/", auth={}, data=message.body, headers=message.http())
     print(f"valid event after the corpus: {status} {outcome} ({seconds:.1f} s)")
     assert (status, outcome) == (200, COMPLETED), "the valid event after the corpus did not complete"
-    assert not bad, "inputs that got another answer than expected:\n" + "\n".join(bad) + f"\n--- shim log\n{shim.log_tail()}"
+    assert not bad, (
+        "inputs that got another answer than expected:\n" + "\n".join(bad) + f"\n--- shim log\n{shim.log_tail()}"
+    )
 
 
 def _event_for(stack: Stack, case: Case, prefix: str) -> Message:
@@ -658,7 +695,9 @@ def _wait_for_result(
         if len(results.events) != seen:
             last_news, seen = time.monotonic(), len(results.events)
         elif stall is not None and time.monotonic() - last_news > stall:
-            raise AssertionError(f"no new result event for {stall:.0f} s, still waiting for {input_id}:\n{consumer.log_tail()}")
+            raise AssertionError(
+                f"no new result event for {stall:.0f} s, still waiting for {input_id}:\n{consumer.log_tail()}"
+            )
     raise AssertionError(f"no result for {input_id} within {bound:.0f} s:\n{consumer.log_tail()}")
 
 
@@ -677,8 +716,10 @@ def test_three_hours_of_silence_through_kafka(stack: Stack, consumer: ConsumerPr
     [result] = _wait_for_result(consumer, results, message.input_id, SILENCE_3H_BOUND_S)  # type: ignore[arg-type]
     seconds = time.monotonic() - started
     peak = peak_rss_bytes(consumer.process.pid)
-    print(f"\n3 h of silence ({size / 1024**2:.0f} MiB): {result.type}, {seconds:.0f} s, "
-          f"consumer peak RSS (VmHWM) {peak / 1024**3:.2f} GiB")  # fmt: skip
+    print(
+        f"\n3 h of silence ({size / 1024**2:.0f} MiB): {result.type}, {seconds:.0f} s, "
+        f"consumer peak RSS (VmHWM) {peak / 1024**3:.2f} GiB"
+    )
     assert result.type == "dev.diarization.job.completed", result.data
     assert result.data["segments"] == [] and result.data["speech_segments"] == [], result.data
     assert result.data["duration"] == pytest.approx(3 * 3600, abs=0.01)
@@ -730,21 +771,28 @@ def test_kafka_door(stack: Stack, consumer: ConsumerProcess, reader, sample_byte
     assert consumer.process.poll() is None, f"the consumer exited:\n{consumer.log_tail()}"
     health = requests.get(f"{consumer.probe}/health", timeout=10)
     assert health.status_code == 200, health.text
-    assert not bad, "inputs answered otherwise than expected:\n" + "\n".join(bad) + f"\n--- consumer log\n{consumer.log_tail()}"
+    assert not bad, (
+        "inputs answered otherwise than expected:\n" + "\n".join(bad) + f"\n--- consumer log\n{consumer.log_tail()}"
+    )
 
 
-def _kafka_rows(sent: list[tuple[Case, Message, float]], results: TopicReader, dead_letters: list) -> tuple[list[str], list[str]]:
+def _kafka_rows(
+    sent: list[tuple[Case, Message, float]], results: TopicReader, dead_letters: list
+) -> tuple[list[str], list[str]]:
     """One line per input, and the lines of those answered otherwise than expected (or late, or twice)."""
     rows, bad = [], []
     dead_keys = {key for key, _, _ in dead_letters}
     for case, message, produced in sent:
         record_key = case.id.encode()
         answers = [
-            e for e in results.events
+            e
+            for e in results.events
             if not e.type.endswith(".progress")
-            and ((e.data["input"]["type"] == "unparseable" and e.key == record_key)
-                 or (message.input_id is not None and e.data["input"]["id"] == message.input_id))
-        ]  # fmt: skip
+            and (
+                (e.data["input"]["type"] == "unparseable" and e.key == record_key)
+                or (message.input_id is not None and e.data["input"]["id"] == message.input_id)
+            )
+        ]
         expected = case.kafka
         want_code, want_dlq = (expected[0], True) if isinstance(expected, tuple) else (expected, False)
         got = [_kafka_outcome(e) for e in answers]
@@ -755,8 +803,10 @@ def _kafka_rows(sent: list[tuple[Case, Message, float]], results: TopicReader, d
         else:
             ok = len(answers) == 1 and (got[0] == want_code or want_code == COMPLETED and got[0] == SILENT)
             ok = ok and dead == want_dlq and all(s <= KAFKA_CORPUS_BOUND_S for s in late)
-        line = (f"{case.id:28} expected {_show(expected):32} got {got or 'no result'}"
-                f"{' + dead letter' if dead else ''} (answered after {late} s)")  # fmt: skip
+        line = (
+            f"{case.id:28} expected {_show(expected):32} got {got or 'no result'}"
+            f"{' + dead letter' if dead else ''} (answered after {late} s)"
+        )
         rows.append(("   ok  " if ok else "  BAD  ") + line)
         if not ok:
             bad.append(line)
@@ -774,7 +824,9 @@ def _event_time(event) -> float:
     return dt.datetime.fromisoformat(event.headers["ce_time"].decode()).timestamp()
 
 
-def _stuck_at(stack: Stack, consumer: ConsumerProcess, sent: list[tuple[Case, Message, float]], first_offset: int) -> str:
+def _stuck_at(
+    stack: Stack, consumer: ConsumerProcess, sent: list[tuple[Case, Message, float]], first_offset: int
+) -> str:
     """Which input the consumer is stuck on (or died on): the one at its committed offset."""
     offset = stack.committed(consumer.group, consumer.input_topic).get(0, -1)
     index = max(offset, first_offset) - first_offset
@@ -797,7 +849,9 @@ def test_slow_clients_are_cut_off(shim: Shim):
         def health() -> tuple[int | None, float]:
             started = time.monotonic()
             try:
-                return requests.get(f"{shim.base}/health", timeout=SLOW_CLIENT_BOUND_S + 10).status_code, time.monotonic() - started
+                return requests.get(
+                    f"{shim.base}/health", timeout=SLOW_CLIENT_BOUND_S + 10
+                ).status_code, time.monotonic() - started
             except requests.RequestException:
                 return None, time.monotonic() - started
 
@@ -814,6 +868,7 @@ def test_slow_clients_are_cut_off(shim: Shim):
         bad.append(f"GET /health got no answer within {SLOW_CLIENT_BOUND_S + 10} s while slow clients held the threads")
     assert not bad, (
         f"slow clients were not cut off within {SLOW_CLIENT_BOUND_S} s (408 or a closed connection)\n"
-        + "\n".join(bad) + f"\n--- shim log\n{shim.log_tail()}"
+        + "\n".join(bad)
+        + f"\n--- shim log\n{shim.log_tail()}"
     )
     _assert_shim_whole(shim)

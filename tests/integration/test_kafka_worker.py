@@ -32,7 +32,9 @@ def test_upload_to_the_bucket_produces_a_result_event_and_result_objects(stack, 
     group = f"it-upload-{uuid.uuid4().hex[:6]}"
     # MinIO notifies the shared uploads topic; this consumer starts at its current end
     stack.move_group_to_end(group, stack.env["KAFKA_INPUT_TOPIC"])
-    start_consumer({"KAFKA_RESULTS_TOPIC": topics["KAFKA_RESULTS_TOPIC"], "KAFKA_DLQ_TOPIC": topics["KAFKA_DLQ_TOPIC"]}, group)
+    start_consumer(
+        {"KAFKA_RESULTS_TOPIC": topics["KAFKA_RESULTS_TOPIC"], "KAFKA_DLQ_TOPIC": topics["KAFKA_DLQ_TOPIC"]}, group
+    )
     key = _key("meeting room 1.wav")
     stack.upload(key, sample_bytes, metadata={"num-speakers": "2"})
     results = reader(topics["KAFKA_RESULTS_TOPIC"])
@@ -55,9 +57,18 @@ def test_binary_and_structured_cloudevents_and_idempotent_reuse(stack, start_con
     consumer = start_consumer(topics)
     key = _key("sample.wav")
     stack.upload(key, sample_bytes)
-    stack.produce(topics["KAFKA_INPUT_TOPIC"], json.dumps({"bucket": "audio", "key": key}).encode(), key.encode(), cloudevent_headers("bin-1"))
-    stack.produce(topics["KAFKA_INPUT_TOPIC"], structured_cloudevent("str-1", {"bucket": "audio", "key": key}), key.encode(),
-                  [("content-type", b"application/cloudevents+json")])  # fmt: skip
+    stack.produce(
+        topics["KAFKA_INPUT_TOPIC"],
+        json.dumps({"bucket": "audio", "key": key}).encode(),
+        key.encode(),
+        cloudevent_headers("bin-1"),
+    )
+    stack.produce(
+        topics["KAFKA_INPUT_TOPIC"],
+        structured_cloudevent("str-1", {"bucket": "audio", "key": key}),
+        key.encode(),
+        [("content-type", b"application/cloudevents+json")],
+    )
     results = reader(topics["KAFKA_RESULTS_TOPIC"])
     events = results.wait_for(lambda ev: results_for(ev, "bin-1") and results_for(ev, "str-1"), 120, "both results")
     [binary] = results_for(events, "bin-1")
@@ -78,12 +89,18 @@ def test_bad_inputs_fail_or_dead_letter_and_the_consumer_keeps_serving(stack, st
     stack.upload(good, sample_bytes)
     topic = topics["KAFKA_INPUT_TOPIC"]
     for event_id, key in (("corrupt-1", corrupt), ("missing-1", _key("nowhere.wav")), ("denied-1", None)):
-        data = {"bucket": "diarization-results", "key": "results/x.json"} if key is None else {"bucket": "audio", "key": key}
+        data = (
+            {"bucket": "diarization-results", "key": "results/x.json"}
+            if key is None
+            else {"bucket": "audio", "key": key}
+        )
         stack.produce(topic, json.dumps(data).encode(), None, cloudevent_headers(event_id))
     stack.produce(topic, b"\x00\xffnot an event at all", b"junk-key")
     stack.produce(topic, json.dumps({"bucket": "audio", "key": good}).encode(), None, cloudevent_headers("good-1"))
     results = reader(topics["KAFKA_RESULTS_TOPIC"])
-    events = results.wait_for(lambda ev: len([e for e in ev if e.type.endswith((".completed", ".failed"))]) >= 5, 180, "5 results")
+    events = results.wait_for(
+        lambda ev: len([e for e in ev if e.type.endswith((".completed", ".failed"))]) >= 5, 180, "5 results"
+    )
     codes = {e.data["input"]["id"]: (e.data.get("error") or {}).get("code") for e in events}
     assert codes["corrupt-1"] == "corrupt_audio"
     assert codes["missing-1"] == "object_not_found"
@@ -111,7 +128,12 @@ def test_killed_mid_job_and_restarted_gives_one_result_id_per_input(stack, start
     for event_id in inputs:
         key = _key(f"{event_id}.wav")
         stack.upload(key, talk)
-        stack.produce(topics["KAFKA_INPUT_TOPIC"], json.dumps({"bucket": "audio", "key": key}).encode(), None, cloudevent_headers(event_id))
+        stack.produce(
+            topics["KAFKA_INPUT_TOPIC"],
+            json.dumps({"bucket": "audio", "key": key}).encode(),
+            None,
+            cloudevent_headers(event_id),
+        )
     group = f"it-kill-{uuid.uuid4().hex[:6]}"
     first = start_consumer(topics, group, name="first")
     results = reader(topics["KAFKA_RESULTS_TOPIC"])
@@ -135,7 +157,12 @@ def test_minio_outage_makes_events_wait_then_complete(stack, start_consumer, rea
     stack.upload(key, sample_bytes)
     stack.stop(only="minio")
     try:
-        stack.produce(topics["KAFKA_INPUT_TOPIC"], json.dumps({"bucket": "audio", "key": key}).encode(), None, cloudevent_headers("outage-1"))
+        stack.produce(
+            topics["KAFKA_INPUT_TOPIC"],
+            json.dumps({"bucket": "audio", "key": key}).encode(),
+            None,
+            cloudevent_headers("outage-1"),
+        )
         results = reader(topics["KAFKA_RESULTS_TOPIC"])
         time.sleep(8)
         results.drain(1)
@@ -155,11 +182,21 @@ def test_job_longer_than_max_poll_interval_causes_no_rebalance_and_reports_progr
     key = _key("long.wav")
     stack.upload(key, talk)
     consumer = start_consumer(
-        {**topics, "KAFKA_MAX_POLL_INTERVAL_MS": "8000", "KAFKA_SESSION_TIMEOUT_MS": "6000",
-         "PROGRESS_MIN_AUDIO_SECONDS": "60", "PROGRESS_INTERVAL_SECONDS": "1"}  # fmt: skip
+        {
+            **topics,
+            "KAFKA_MAX_POLL_INTERVAL_MS": "8000",
+            "KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "PROGRESS_MIN_AUDIO_SECONDS": "60",
+            "PROGRESS_INTERVAL_SECONDS": "1",
+        }
     )
     started = time.monotonic()
-    stack.produce(topics["KAFKA_INPUT_TOPIC"], json.dumps({"bucket": "audio", "key": key}).encode(), None, cloudevent_headers("long-1"))
+    stack.produce(
+        topics["KAFKA_INPUT_TOPIC"],
+        json.dumps({"bucket": "audio", "key": key}).encode(),
+        None,
+        cloudevent_headers("long-1"),
+    )
     results = reader(topics["KAFKA_RESULTS_TOPIC"])
     events = results.wait_for(lambda ev: results_for(ev, "long-1"), 600, "the long job's result")
     elapsed = time.monotonic() - started
@@ -180,7 +217,12 @@ def test_sigterm_finishes_the_job_publishes_commits_and_exits(stack, start_consu
     key = _key("term.wav")
     stack.upload(key, talk)
     consumer = start_consumer(topics)
-    stack.produce(topics["KAFKA_INPUT_TOPIC"], json.dumps({"bucket": "audio", "key": key}).encode(), None, cloudevent_headers("term-1"))
+    stack.produce(
+        topics["KAFKA_INPUT_TOPIC"],
+        json.dumps({"bucket": "audio", "key": key}).encode(),
+        None,
+        cloudevent_headers("term-1"),
+    )
     deadline = time.monotonic() + 60
     while consumer.metric("diarization_jobs_in_flight") < 1 and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -9,12 +9,12 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 import requests
 import soundfile as sf
-
 
 pytestmark = pytest.mark.integration
 UPLOADS = 500
@@ -39,8 +39,11 @@ def test_a_burst_of_uploads_splits_across_two_consumers_with_flat_memory(stack, 
     topics = stack.topics("load")
     group = f"it-load-{uuid.uuid4().hex[:6]}"
     stack.move_group_to_end(group, stack.env["KAFKA_INPUT_TOPIC"])  # MinIO notifies the shared topic
-    env = {"KAFKA_RESULTS_TOPIC": topics["KAFKA_RESULTS_TOPIC"], "KAFKA_DLQ_TOPIC": topics["KAFKA_DLQ_TOPIC"],
-           "TORCH_NUM_THREADS": "1"}  # fmt: skip  (two consumers on two cores)
+    env = {
+        "KAFKA_RESULTS_TOPIC": topics["KAFKA_RESULTS_TOPIC"],
+        "KAFKA_DLQ_TOPIC": topics["KAFKA_DLQ_TOPIC"],
+        "TORCH_NUM_THREADS": "1",  # two consumers on two cores
+    }
     consumers = [start_consumer(env, group, name=f"load-{i}") for i in range(2)]
     clip = _speech_clip(sample[0], 4.0)
     run = uuid.uuid4().hex[:8]
@@ -77,8 +80,10 @@ def test_a_burst_of_uploads_splits_across_two_consumers_with_flat_memory(stack, 
     assert len(by_input) == UPLOADS and all(len(ids) == 1 for ids in by_input.values())
     shares = [c.metric('diarization_jobs_total{outcome="completed",task="diarization"}') for c in consumers]
     peaks = [_rss_mib(c.process.pid, "VmHWM") for c in consumers]
-    print(f"\n{UPLOADS} uploads in {elapsed:.0f} s ({UPLOADS / elapsed:.1f}/s); jobs per consumer {shares}; "
-          f"peak RSS per consumer {[round(p) for p in peaks]} MiB")  # fmt: skip
+    print(
+        f"\n{UPLOADS} uploads in {elapsed:.0f} s ({UPLOADS / elapsed:.1f}/s); jobs per consumer {shares}; "
+        f"peak RSS per consumer {[round(p) for p in peaks]} MiB"
+    )
     assert sum(shares) >= UPLOADS and all(share >= 0.2 * UPLOADS for share in shares), shares
     for pid, series in samples.items():
         # flat: after the first fifth of the run, resident memory no longer grows
@@ -92,8 +97,13 @@ def test_receiver_sheds_concurrent_pushes_instead_of_sharing_the_model(stack, st
     stack.upload(key, sample[0].read_bytes())
 
     def push(i: int) -> int:
-        headers = {"ce-specversion": "1.0", "ce-id": f"burst-{i}", "ce-source": "/load", "ce-type": "dev.diarization.audio.uploaded",
-                   "Content-Type": "application/json"}  # fmt: skip
+        headers = {
+            "ce-specversion": "1.0",
+            "ce-id": f"burst-{i}",
+            "ce-source": "/load",
+            "ce-type": "dev.diarization.audio.uploaded",
+            "Content-Type": "application/json",
+        }
         # a distinct option per event, so that none is answered from another's stored result
         data = {"bucket": "audio", "key": key, "options": {"max_speakers": 2 + i}}
         return requests.post(f"{base}/", data=json.dumps(data), headers=headers, timeout=600).status_code
@@ -103,11 +113,19 @@ def test_receiver_sheds_concurrent_pushes_instead_of_sharing_the_model(stack, st
     print(f"\n8 concurrent pushes: {sorted(statuses)}")
     assert set(statuses) <= {200, 503} and statuses.count(503) >= 1 and statuses.count(200) >= 2
     # the jobs that ran never overlapped on the model
-    lines = [json.loads(line) for path in tmp_path.glob("shim-*.log") for line in path.read_text().splitlines() if line.startswith("{")]
+    lines = [
+        json.loads(line)
+        for path in tmp_path.glob("shim-*.log")
+        for line in path.read_text().splitlines()
+        if line.startswith("{")
+    ]
     runs = sorted(
-        (datetime.fromisoformat(line["time"]).timestamp() - line["inference_seconds"], datetime.fromisoformat(line["time"]).timestamp())
+        (
+            datetime.fromisoformat(line["time"]).timestamp() - line["inference_seconds"],
+            datetime.fromisoformat(line["time"]).timestamp(),
+        )
         for line in lines
         if line.get("message") == "job completed" and str(line.get("job_id", "")).startswith("burst-")
     )
     assert len(runs) == statuses.count(200)
-    assert all(end <= next_start + 0.05 for (_, end), (next_start, _) in zip(runs, runs[1:])), runs
+    assert all(end <= next_start + 0.05 for (_, end), (next_start, _) in pairwise(runs)), runs

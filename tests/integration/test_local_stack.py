@@ -28,8 +28,15 @@ pytestmark = pytest.mark.integration
 NAME = "t-stack"
 PORT_BASE = 19090  # below the hashed bases (20000+), away from dev (29090) and test (39090)
 ENV_NAMES = [
-    "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_INPUT_TOPIC", "KAFKA_RESULTS_TOPIC", "KAFKA_DLQ_TOPIC",
-    "S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "S3_SECURE", "S3_UPLOAD_BUCKET",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_INPUT_TOPIC",
+    "KAFKA_RESULTS_TOPIC",
+    "KAFKA_DLQ_TOPIC",
+    "S3_ENDPOINT",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_KEY",
+    "S3_SECURE",
+    "S3_UPLOAD_BUCKET",
     "S3_RESULTS_BUCKET",
 ]
 NOTIFICATION_TIMEOUT_S = 30.0
@@ -37,8 +44,13 @@ NOTIFICATION_TIMEOUT_S = 30.0
 
 def stack(*args: str, expect: int = 0, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run ``stack.py`` and fail with its output unless it exits with ``expect``."""
-    result = subprocess.run([sys.executable, str(LOCAL_DEV / "stack.py"), *args],
-                            capture_output=True, text=True, timeout=timeout, check=False)
+    result = subprocess.run(
+        [sys.executable, str(LOCAL_DEV / "stack.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert result.returncode == expect, (
         f"stack.py {' '.join(args)} exited {result.returncode}, expected {expect}\n"
         f"--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
@@ -63,22 +75,29 @@ def settings() -> Iterator[dict[str, str]]:
 
 
 def s3_client(settings: dict[str, str]) -> Minio:
-    return Minio(settings["S3_ENDPOINT"], access_key=settings["S3_ACCESS_KEY"],
-                 secret_key=settings["S3_SECRET_KEY"], secure=settings["S3_SECURE"] == "true")
+    return Minio(
+        settings["S3_ENDPOINT"],
+        access_key=settings["S3_ACCESS_KEY"],
+        secret_key=settings["S3_SECRET_KEY"],
+        secure=settings["S3_SECURE"] == "true",
+    )
 
 
 def upload(settings: dict[str, str], key: str) -> None:
-    s3_client(settings).put_object(bucket_name=settings["S3_UPLOAD_BUCKET"], object_name=key,
-                                   data=io.BytesIO(b"RIFF"), length=4)
+    s3_client(settings).put_object(
+        bucket_name=settings["S3_UPLOAD_BUCKET"], object_name=key, data=io.BytesIO(b"RIFF"), length=4
+    )
 
 
 def wait_for_notification(settings: dict[str, str], key: str) -> dict[str, Any]:
     """The MinIO event for ``key`` read from the input topic (from its beginning)."""
-    consumer = Consumer({
-        "bootstrap.servers": settings["KAFKA_BOOTSTRAP_SERVERS"],
-        "group.id": f"t-stack-{uuid.uuid4()}",
-        "auto.offset.reset": "earliest",
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings["KAFKA_BOOTSTRAP_SERVERS"],
+            "group.id": f"t-stack-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.subscribe([settings["KAFKA_INPUT_TOPIC"]])
     wanted = f"{settings['S3_UPLOAD_BUCKET']}/{key}".encode()
     deadline = time.monotonic() + NOTIFICATION_TIMEOUT_S
@@ -109,19 +128,22 @@ def test_env_has_the_service_settings(settings: dict[str, str]) -> None:
     assert settings["KAFKA_BOOTSTRAP_SERVERS"] == f"127.0.0.1:{PORT_BASE + 2}"
     assert settings["S3_ENDPOINT"] == f"127.0.0.1:{PORT_BASE}"
     assert settings["S3_SECURE"] == "false"
-    assert (settings["KAFKA_INPUT_TOPIC"], settings["KAFKA_RESULTS_TOPIC"],
-            settings["KAFKA_DLQ_TOPIC"]) == ("audio-uploads", "diarization-results",
-                                             "diarization-dlq")
-    assert (settings["S3_UPLOAD_BUCKET"], settings["S3_RESULTS_BUCKET"]) == (
-        "audio", "diarization-results")
+    assert (settings["KAFKA_INPUT_TOPIC"], settings["KAFKA_RESULTS_TOPIC"], settings["KAFKA_DLQ_TOPIC"]) == (
+        "audio-uploads",
+        "diarization-results",
+        "diarization-dlq",
+    )
+    assert (settings["S3_UPLOAD_BUCKET"], settings["S3_RESULTS_BUCKET"]) == ("audio", "diarization-results")
 
 
 def test_topics_exist_with_their_partitions(settings: dict[str, str]) -> None:
     admin = AdminClient({"bootstrap.servers": settings["KAFKA_BOOTSTRAP_SERVERS"]})
     topics = admin.list_topics(timeout=10).topics
-    counts = {name: len(topics[name].partitions) for name in
-              (settings["KAFKA_INPUT_TOPIC"], settings["KAFKA_RESULTS_TOPIC"],
-               settings["KAFKA_DLQ_TOPIC"]) if name in topics}
+    counts = {
+        name: len(topics[name].partitions)
+        for name in (settings["KAFKA_INPUT_TOPIC"], settings["KAFKA_RESULTS_TOPIC"], settings["KAFKA_DLQ_TOPIC"])
+        if name in topics
+    }
     assert counts == {"audio-uploads": 4, "diarization-results": 4, "diarization-dlq": 1}
 
 

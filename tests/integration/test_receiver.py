@@ -38,9 +38,16 @@ def uploaded(stack, sample) -> dict[str, str]:
     return keys
 
 
-def binary(event_id: str, data: dict, event_type: str = UPLOADED, specversion: str = "1.0") -> tuple[dict[str, str], bytes]:
-    headers = {"ce-specversion": specversion, "ce-id": event_id, "ce-source": "/tests", "ce-type": event_type,
-               "Content-Type": "application/json"}  # fmt: skip
+def binary(
+    event_id: str, data: dict, event_type: str = UPLOADED, specversion: str = "1.0"
+) -> tuple[dict[str, str], bytes]:
+    headers = {
+        "ce-specversion": specversion,
+        "ce-id": event_id,
+        "ce-source": "/tests",
+        "ce-type": event_type,
+        "Content-Type": "application/json",
+    }
     return headers, json.dumps(data).encode()
 
 
@@ -115,11 +122,20 @@ def test_sink_mode_and_minio_notifications(start_shim, sink, uploaded):
     sent = post(base, binary("k-1", {"bucket": "audio", "key": uploaded["sample"]}))
     assert sent.status_code == 202 and sent.json()["status"] == "sent"
     [event] = sink.wait_for(1, 10)
-    assert event.headers["ce-type"] == "dev.diarization.job.completed" and event.headers["ce-id"] == sent.json()["result_id"]
+    assert (
+        event.headers["ce-type"] == "dev.diarization.job.completed"
+        and event.headers["ce-id"] == sent.json()["result_id"]
+    )
+
     # a KafkaSource-wrapped MinIO notification and a plain MinIO webhook notification
     def notification(sequencer: str) -> dict:
-        record = {"eventName": "s3:ObjectCreated:Put", "s3": {"bucket": {"name": "audio"},
-                  "object": {"key": uploaded["sample"].replace("/", "%2F"), "sequencer": sequencer}}}  # fmt: skip
+        record = {
+            "eventName": "s3:ObjectCreated:Put",
+            "s3": {
+                "bucket": {"name": "audio"},
+                "object": {"key": uploaded["sample"].replace("/", "%2F"), "sequencer": sequencer},
+            },
+        }
         return {"EventName": "s3:ObjectCreated:Put", "Records": [record]}
 
     wrapped = binary("kafka-1", notification("A1"), event_type="dev.knative.kafka.event")

@@ -29,7 +29,12 @@ def test_shim_keeps_secrets_out_of_logs_and_probes(stack, start_shim, sample, tm
     secrets = [*SECRETS.values(), stack.env["S3_SECRET_KEY"]]
     bodies = [requests.get(f"{base}{path}", timeout=10).text for path in ("/health", "/ready", "/metrics")]
     with sample[0].open("rb") as audio:
-        ok = requests.post(f"{base}/v1/vad", files={"file": audio}, headers={"Authorization": f"Bearer {SECRETS['API_KEY']}"}, timeout=300)
+        ok = requests.post(
+            f"{base}/v1/vad",
+            files={"file": audio},
+            headers={"Authorization": f"Bearer {SECRETS['API_KEY']}"},
+            timeout=300,
+        )
     assert ok.status_code == 200
     denied = requests.post(f"{base}/v1/vad", files={"file": b"x"}, headers={"Authorization": "Bearer nope"}, timeout=30)
     assert denied.status_code == 401
@@ -46,8 +51,18 @@ def test_consumer_keeps_secrets_out_of_logs_and_probes(stack, start_consumer, re
     consumer = start_consumer({**topics, **SECRETS})
     key = f"secrets/{uuid.uuid4().hex[:8]}/sample.wav"
     stack.upload(key, sample[0].read_bytes())
-    stack.produce(topics["KAFKA_INPUT_TOPIC"], json.dumps({"bucket": "audio", "key": key}).encode(), None, cloudevent_headers("sec-1"))
-    stack.produce(topics["KAFKA_INPUT_TOPIC"], json.dumps({"bucket": "audio", "key": "secrets/missing.wav"}).encode(), None, cloudevent_headers("sec-2"))
+    stack.produce(
+        topics["KAFKA_INPUT_TOPIC"],
+        json.dumps({"bucket": "audio", "key": key}).encode(),
+        None,
+        cloudevent_headers("sec-1"),
+    )
+    stack.produce(
+        topics["KAFKA_INPUT_TOPIC"],
+        json.dumps({"bucket": "audio", "key": "secrets/missing.wav"}).encode(),
+        None,
+        cloudevent_headers("sec-2"),
+    )
     results = reader(topics["KAFKA_RESULTS_TOPIC"])
     events = results.wait_for(lambda ev: results_for(ev, "sec-1") and results_for(ev, "sec-2"), 180, "both results")
     secrets = [*SECRETS.values(), stack.env["S3_SECRET_KEY"]]

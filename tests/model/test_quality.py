@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ from pyannote.database.util import load_rttm
 from pyannote.metrics.detection import DetectionErrorRate
 from pyannote.metrics.diarization import DiarizationErrorRate
 
-from consumer.engine import EngineResult, JobOptions, Task
+from consumer.engine import EngineResult
+from consumer.options import JobOptions, Task
 from tests.support.conversation import conversation
 
 pytestmark = pytest.mark.model
@@ -90,8 +92,8 @@ def test_speaker_count_hints_are_obeyed(engine, sample):
 def test_exclusive_turns_never_overlap(engine, sample):
     wav, _ = sample
     turns = sorted(_run(engine, wav, JobOptions(exclusive=True)).turns, key=lambda t: t.start)
-    overlapping = [(a, b) for a, b in zip(turns, turns[1:]) if b.start < a.end - 1e-3]
+    overlapping = [(a, b) for a, b in pairwise(turns) if b.start < a.end - 1e-3]
     assert turns and not overlapping
     # the sample has overlapped speech, so the regular output does overlap
     regular = sorted(_run(engine, wav).turns, key=lambda t: t.start)
-    assert any(b.start < a.end - 1e-3 for a, b in zip(regular, regular[1:]))
+    assert any(b.start < a.end - 1e-3 for a, b in pairwise(regular))

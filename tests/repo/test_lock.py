@@ -133,7 +133,7 @@ def test_every_install_path_installs_only_from_a_lock():
         text = path.read_text().replace("\\\n", " ")
         if path.name == "Makefile":  # expand the Makefile's simple variables
             variables = dict(re.findall(r"^(\w+) := (\S+)$", text, re.M))
-            text = re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)), text)
+            text = re.sub(r"\$\((\w+)\)", lambda m, variables=variables: variables.get(m.group(1), m.group(0)), text)
         for line in text.splitlines():
             if re.search(r"\bpip\"?,? +\"?install\b", line):
                 installs.append((path.name, line.strip()))

@@ -21,6 +21,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from consumer.config import cache_dir as configured_cache_dir
+
 SAMPLE_RATE = 16_000
 # espeak-ng voices whose CAM++ embeddings are clearly apart (cross-voice cosine <= 0.65
 # against >= 0.88 within a voice); plain male variants embed almost identically.
@@ -74,8 +76,7 @@ class Conversation:
 
 def cache_dir() -> Path:
     """``$CACHE_DIR/testdata`` (the project's cache folder)."""
-    root = Path(os.environ.get("CACHE_DIR", "~/.cache/diarization-service")).expanduser()
-    return root / "testdata"
+    return configured_cache_dir(os.environ) / "testdata"
 
 
 def speak(voice: str, text: str) -> np.ndarray:
@@ -113,9 +114,16 @@ def conversation(
     if not 1 <= num_speakers <= len(VOICES):
         raise ValueError(f"num_speakers must be 1..{len(VOICES)}")
     params = dict(
-        n=num_speakers, d=duration, seed=seed, pause=pause, lo=min_turn_utterances,
-        hi=max_turn_utterances, noise=noise_db, voices=VOICES[:num_speakers], v=2,
-    )  # fmt: skip
+        n=num_speakers,
+        d=duration,
+        seed=seed,
+        pause=pause,
+        lo=min_turn_utterances,
+        hi=max_turn_utterances,
+        noise=noise_db,
+        voices=VOICES[:num_speakers],
+        v=2,
+    )
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
     target = cache_dir() / f"conversation-{num_speakers}spk-{int(duration)}s-{key}"
     wav, rttm = target.with_suffix(".wav"), target.with_suffix(".rttm")
@@ -158,9 +166,7 @@ def conversation(
 def write_rttm(path: Path, uri: str, turns: list[ReferenceTurn] | tuple[ReferenceTurn, ...]) -> None:
     """Write reference turns as RTTM."""
     path.write_text(
-        "".join(
-            f"SPEAKER {uri} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n" for t in turns
-        )
+        "".join(f"SPEAKER {uri} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n" for t in turns)
     )
 
 

@@ -158,7 +158,9 @@ def inspect_result_objects(stack: Stack, jobs: Iterable[Job]) -> tuple[list[str]
             continue
         if parsed["object"]["key"] != job.key or parsed["results"]["json"] != json_key:
             problems.append(f"{job.event_id}: {json_key} describes another object: {parsed['object']}")
-        problems += [f"{job.event_id}: {p}" for p in _rttm_mismatch(parsed["segments"], rttm.decode(), rttm_uri(job.key))]
+        problems += [
+            f"{job.event_id}: {p}" for p in _rttm_mismatch(parsed["segments"], rttm.decode(), rttm_uri(job.key))
+        ]
     return problems, unfinished
 
 
@@ -181,7 +183,7 @@ def _rttm_mismatch(segments: list[dict], rttm: str, uri: str) -> list[str]:
     if len(lines) != len(segments):
         return [f"the RTTM has {len(lines)} lines, the JSON {len(segments)} segments"]
     problems = []
-    for number, (line, segment) in enumerate(zip(lines, segments), start=1):
+    for number, (line, segment) in enumerate(zip(lines, segments, strict=True), start=1):
         fields = line.split()
         if len(fields) != 10 or fields[0] != "SPEAKER" or fields[1] != uri:
             problems.append(f"RTTM line {number} is malformed: {line!r}")
@@ -203,7 +205,9 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def wait_committed_past_all(stack: Stack, group: str, topic: str, timeout: float = 60) -> tuple[dict[int, int], dict[int, int]]:
+def wait_committed_past_all(
+    stack: Stack, group: str, topic: str, timeout: float = 60
+) -> tuple[dict[int, int], dict[int, int]]:
     """(committed, ends) once the group committed the end of every partition, or at ``timeout``."""
     ends = end_offsets(stack.bootstrap, topic)
     deadline = time.monotonic() + timeout
@@ -354,15 +358,21 @@ class S3Proxy:
                 head += chunk
             header, _, body = head.partition(b"\r\n\r\n")
             lines = header.decode("latin-1").split("\r\n")
-            length = next((int(v) for k, _, v in (line.partition(":") for line in lines[1:]) if k.lower() == "content-length"), 0)
+            length = next(
+                (int(v) for k, _, v in (line.partition(":") for line in lines[1:]) if k.lower() == "content-length"), 0
+            )
             while len(body) < length:
                 chunk = client.recv(65536)
                 if not chunk:
                     break
                 body += chunk
-            payload = b"" if lines[0].startswith("HEAD ") else (
-                b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>XMinioServerNotInitialized</Code>'
-                b"<Message>Server not initialized yet, please try again.</Message></Error>"
+            payload = (
+                b""
+                if lines[0].startswith("HEAD ")
+                else (
+                    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>XMinioServerNotInitialized</Code>'
+                    b"<Message>Server not initialized yet, please try again.</Message></Error>"
+                )
             )
             self.refused += 1
             client.sendall(

@@ -94,7 +94,12 @@ def png() -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00")) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00"))
+        + chunk(b"IEND", b"")
+    )
 
 
 def text() -> bytes:
@@ -187,8 +192,15 @@ def binary_event(event_id: str, data: Any, **attributes: str | bytes) -> Message
 
 def structured_event(event_id: Any, data: Any, pad: int = 0, **fields: Any) -> Message:
     """A structured-mode CloudEvent; ``pad`` adds that many spaces of JSON whitespace."""
-    event = {"specversion": "1.0", "id": event_id, "source": "/hostile", "type": UPLOADED,
-             "datacontenttype": "application/json", "data": data, **fields}  # fmt: skip
+    event = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "/hostile",
+        "type": UPLOADED,
+        "datacontenttype": "application/json",
+        "data": data,
+        **fields,
+    }
     body = json.dumps(event).encode()
     if pad:
         body = body[:-1] + b" " * pad + b"}"
@@ -209,7 +221,12 @@ def notification(
 
 def kafka_source_wrapped(event_id: str, inner: Message) -> Message:
     """A notification as a Knative KafkaSource delivers it: a binary CloudEvent around the record."""
-    attrs: dict[str, str | bytes] = {"specversion": "1.0", "id": event_id, "source": "/kafkasource", "type": KAFKA_SOURCE}
+    attrs: dict[str, str | bytes] = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "/kafkasource",
+        "type": KAFKA_SOURCE,
+    }
     return Message(inner.body, attrs, "application/json", input_id=inner.input_id)
 
 
@@ -312,7 +329,7 @@ def request_head(method: str, path: str, headers: dict[str, str]) -> bytes:
 def multipart_file_head(boundary: str, filename: str = "audio.wav") -> bytes:
     """The start of a multipart body: the ``file`` part's headers, before its bytes."""
     return (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
         "Content-Type: audio/wav\r\n\r\n"
     ).encode()
 
@@ -325,7 +342,9 @@ def read_raw(bootstrap: str, topic: str, seconds: float) -> list[tuple[bytes | N
 
     For the dead-letter topic, whose records keep their original (possibly broken) headers.
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+    )
     consumer.subscribe([topic])
     records = []
     deadline = time.monotonic() + seconds

@@ -25,7 +25,7 @@ class EventSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 sink.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(sink.status)

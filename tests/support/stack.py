@@ -150,7 +150,11 @@ class TopicReader:
 
     def __post_init__(self) -> None:
         self._consumer = Consumer(
-            {"bootstrap.servers": self.bootstrap, "group.id": f"reader-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"reader-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+            }
         )
         self._consumer.subscribe([self.topic])
 
@@ -168,17 +172,23 @@ class TopicReader:
                     ce_kafka.KafkaMessage(headers, message.key(), message.value()), JSONFormat()
                 )
                 self.events.append(
-                    ReceivedEvent(event.get_id(), event.get_type(), event.get_subject(), event.get_data(), message.key(), headers)
+                    ReceivedEvent(
+                        event.get_id(), event.get_type(), event.get_subject(), event.get_data(), message.key(), headers
+                    )
                 )
 
-    def wait_for(self, condition: Callable[[list[ReceivedEvent]], bool], timeout: float, what: str) -> list[ReceivedEvent]:
+    def wait_for(
+        self, condition: Callable[[list[ReceivedEvent]], bool], timeout: float, what: str
+    ) -> list[ReceivedEvent]:
         """Read until ``condition(events)`` holds; fail after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.drain(0.5)
             if condition(self.events):
                 return self.events
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; got {[(e.type, e.subject) for e in self.events]}")
+        raise AssertionError(
+            f"timed out after {timeout:.0f} s waiting for {what}; got {[(e.type, e.subject) for e in self.events]}"
+        )
 
     def close(self) -> None:
         self._consumer.close()
@@ -189,16 +199,30 @@ def results_for(events: list[ReceivedEvent], input_id: str) -> list[ReceivedEven
     return [e for e in events if not e.type.endswith(".progress") and e.data["input"]["id"] == input_id]
 
 
-def cloudevent_headers(event_id: str, data_type: str = "dev.diarization.audio.uploaded", **extra: str) -> list[tuple[str, bytes]]:
+def cloudevent_headers(
+    event_id: str, data_type: str = "dev.diarization.audio.uploaded", **extra: str
+) -> list[tuple[str, bytes]]:
     """Headers of a binary-mode Kafka CloudEvent (the data goes in the value)."""
-    attributes = {"ce_specversion": "1.0", "ce_id": event_id, "ce_source": "/tests", "ce_type": data_type,
-                  "content-type": "application/json", **extra}  # fmt: skip
+    attributes = {
+        "ce_specversion": "1.0",
+        "ce_id": event_id,
+        "ce_source": "/tests",
+        "ce_type": data_type,
+        "content-type": "application/json",
+        **extra,
+    }
     return [(k, v.encode()) for k, v in attributes.items()]
 
 
 def structured_cloudevent(event_id: str, data: dict[str, Any]) -> bytes:
     """A structured-mode CloudEvent."""
     return json.dumps(
-        {"specversion": "1.0", "id": event_id, "source": "/tests", "type": "dev.diarization.audio.uploaded",
-         "datacontenttype": "application/json", "data": data}  # fmt: skip
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": "/tests",
+            "type": "dev.diarization.audio.uploaded",
+            "datacontenttype": "application/json",
+            "data": data,
+        }
     ).encode()

@@ -11,7 +11,9 @@ def test_right_key_passes():
     require_bearer("bearer s3cret-key", "s3cret-key")
 
 
-@pytest.mark.parametrize("header", ["", "Bearer", "Bearer wrong", "Basic s3cret-key", "s3cret-key", "Bearer s3cret-key2"])
+@pytest.mark.parametrize(
+    "header", ["", "Bearer", "Bearer wrong", "Basic s3cret-key", "s3cret-key", "Bearer s3cret-key2"]
+)
 def test_anything_else_is_refused(header):
     with pytest.raises(UnauthorizedError):
         require_bearer(header, "s3cret-key")

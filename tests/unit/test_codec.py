@@ -11,24 +11,45 @@ from cloudevents.core.formats.json import JSONFormat
 
 import schemas
 from consumer import codec
-from consumer.engine import EngineResult, JobOptions, SpeakerTurn, SpeechRegion, Task
+from consumer.engine import EngineResult, SpeakerTurn, SpeechRegion
 from consumer.errors import InvalidEventError, UnsupportedEventError
-from consumer.events import AudioJobRequested, DiarizationCompleted, InputRef, JobFailed, JobProgressed, ObjectRef
+from consumer.events import (
+    AudioJobRequested,
+    DiarizationCompleted,
+    InputRef,
+    JobFailed,
+    JobProgressed,
+    ObjectRef,
+    ResultLocation,
+)
 from consumer.formats import result_document
+from consumer.options import JobOptions, Task
 
 DATA = {"bucket": "audio", "key": "calls/2024/call 1.wav", "options": {"num_speakers": 2, "exclusive": True}}
 
 
 def binary_headers(**overrides: str) -> list[tuple[str, bytes]]:
-    attributes = {"ce_specversion": "1.0", "ce_id": "evt-1", "ce_source": "/uploader", "ce_type": codec.TYPE_UPLOADED,
-                  "content-type": "application/json", "ce_traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}  # fmt: skip
+    attributes = {
+        "ce_specversion": "1.0",
+        "ce_id": "evt-1",
+        "ce_source": "/uploader",
+        "ce_type": codec.TYPE_UPLOADED,
+        "content-type": "application/json",
+        "ce_traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    }
     attributes.update(overrides)
     return [(k, v.encode()) for k, v in attributes.items()]
 
 
 def structured(**overrides) -> bytes:
-    event = {"specversion": "1.0", "id": "evt-2", "source": "/uploader", "type": codec.TYPE_UPLOADED,
-             "datacontenttype": "application/json", "data": DATA}  # fmt: skip
+    event = {
+        "specversion": "1.0",
+        "id": "evt-2",
+        "source": "/uploader",
+        "type": codec.TYPE_UPLOADED,
+        "datacontenttype": "application/json",
+        "data": DATA,
+    }
     event.update(overrides)
     return json.dumps(event).encode()
 
@@ -47,7 +68,9 @@ def record(key: str = "dir%2Fa+b%2Bc.wav", event: str = "s3:ObjectCreated:Put", 
 def test_binary_cloudevent_becomes_a_job():
     [job] = codec.decode_kafka(binary_headers(), b"audio/calls", json.dumps(DATA).encode())
     assert isinstance(job, AudioJobRequested)
-    assert job.input == InputRef("evt-1", "/uploader", codec.TYPE_UPLOADED, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    assert job.input == InputRef(
+        "evt-1", "/uploader", codec.TYPE_UPLOADED, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    )
     assert job.object == ObjectRef("audio", "calls/2024/call 1.wav")
     assert job.options == JobOptions(num_speakers=2, exclusive=True)
 
@@ -69,7 +92,9 @@ def test_vad_only_and_diarization_tasks():
 
 
 def test_minio_notification_with_encoded_key_and_metadata_options():
-    [job] = codec.decode_kafka(None, b"audio/dir/a b+c.wav", notification(record(metadata={"X-Amz-Meta-Num-Speakers": "3"})))
+    [job] = codec.decode_kafka(
+        None, b"audio/dir/a b+c.wav", notification(record(metadata={"X-Amz-Meta-Num-Speakers": "3"}))
+    )
     assert isinstance(job, AudioJobRequested)
     assert job.object == ObjectRef("audio", "dir/a b+c.wav", None, "aed563ec", 100)
     assert job.options.num_speakers == 3
@@ -77,7 +102,9 @@ def test_minio_notification_with_encoded_key_and_metadata_options():
 
 
 def test_older_event_type_field_several_records_and_ignored_deletes():
-    body = notification(record("one.wav"), record("gone.wav", "s3:ObjectRemoved:Delete"), record("two.wav"), name_field="EventType")
+    body = notification(
+        record("one.wav"), record("gone.wav", "s3:ObjectRemoved:Delete"), record("two.wav"), name_field="EventType"
+    )
     jobs = codec.decode_kafka(None, None, body)
     assert [j.object.key for j in jobs] == ["one.wav", "two.wav"]
     assert codec.decode_kafka(None, None, notification(record(event="s3:ObjectRemoved:Delete"))) == []
@@ -94,7 +121,10 @@ def test_older_event_type_field_several_records_and_ignored_deletes():
         ({"bucket": "audio", "key": "k" * 1025}, "invalid_event"),
         ({"bucket": "Not_A_Bucket", "key": "a.wav"}, "invalid_event"),
         ({"bucket": "audio", "key": "a.wav", "options": {"num_speakers": 0}}, "invalid_event"),
-        ({"bucket": "audio", "key": "a.wav", "options": {"min_speakers": 3, "max_speakers": 2}}, "invalid_speaker_options"),
+        (
+            {"bucket": "audio", "key": "a.wav", "options": {"min_speakers": 3, "max_speakers": 2}},
+            "invalid_speaker_options",
+        ),
         ({"bucket": "audio", "key": "a.wav", "extra": 1}, "invalid_event"),
         ("not json at all", "invalid_event"),
     ],
@@ -144,8 +174,13 @@ def test_http_binary_structured_kafkasource_and_plain_notification():
     assert job.input.id == "evt-1"
     [job] = codec.decode_http({"Content-Type": "application/cloudevents+json"}, structured())
     assert job.input.id == "evt-2"
-    wrapped = {"ce-specversion": "1.0", "ce-id": "k-1", "ce-source": "/kafkasource", "ce-type": codec.TYPE_KAFKA_SOURCE,
-               "content-type": "application/json"}  # fmt: skip
+    wrapped = {
+        "ce-specversion": "1.0",
+        "ce-id": "k-1",
+        "ce-source": "/kafkasource",
+        "ce-type": codec.TYPE_KAFKA_SOURCE,
+        "content-type": "application/json",
+    }
     [job] = codec.decode_http(wrapped, notification(record("k.wav")))
     assert job.object.key == "k.wav"
     [job] = codec.decode_http({"Content-Type": "application/json"}, notification(record("plain.wav")))
@@ -163,8 +198,10 @@ RESULT = EngineResult((SpeakerTurn(0.5, 2.0, "SPEAKER_00"),), (SpeechRegion(0.5,
 
 
 def completed() -> DiarizationCompleted:
-    keys = ("results/calls/a.wav.json", "results/calls/a.wav.rttm")
-    return DiarizationCompleted(REQUEST, result_document(REQUEST.input, REQUEST.object, REQUEST.options, RESULT, "offline-default", "diarization-results", keys))
+    location = ResultLocation("diarization-results", "results/calls/a.wav.json", "results/calls/a.wav.rttm")
+    return DiarizationCompleted(
+        REQUEST, result_document(REQUEST.input, REQUEST.object, REQUEST.options, RESULT, "offline-default", location)
+    )
 
 
 @pytest.mark.parametrize(
@@ -172,12 +209,17 @@ def completed() -> DiarizationCompleted:
     [
         (completed(), "job-completed", codec.TYPE_COMPLETED),
         (JobFailed(REQUEST.input, REQUEST.object, "corrupt_audio", "truncated"), "job-failed", codec.TYPE_FAILED),
-        (JobFailed(InputRef("t/0/5", "kafka:t", "unparseable"), None, "invalid_event", "garbage"), "job-failed", codec.TYPE_FAILED),
+        (
+            JobFailed(InputRef("t/0/5", "kafka:t", "unparseable"), None, "invalid_event", "garbage"),
+            "job-failed",
+            codec.TYPE_FAILED,
+        ),
         (JobProgressed(REQUEST, 0.42, 600.0), "job-progress", codec.TYPE_PROGRESS),
     ],
 )
 def test_result_events_are_binary_cloudevents_matching_their_schema(item, schema, kind):
-    key, value, headers = codec.encode_kafka(item, "/diarization-service")
+    payload = codec.encode_kafka(item, "/diarization-service")
+    key, value, headers = payload.key, payload.value, payload.headers
     event = ce_kafka.from_binary(ce_kafka.KafkaMessage(dict(headers), key, value), JSONFormat())
     assert event.get_type() == kind and event.get_source() == "/diarization-service"
     schemas.validator(schema).validate(event.get_data())
@@ -185,19 +227,22 @@ def test_result_events_are_binary_cloudevents_matching_their_schema(item, schema
         assert key is None
     else:
         assert key == b"audio/calls/a.wav" and event.get_subject() == "audio/calls/a.wav"
-    http_headers, body = codec.encode_http(item, "/diarization-service")
+    http = codec.encode_http(item, "/diarization-service")
+    http_headers, body = http.headers, http.body
     assert ce_http.from_binary(ce_http.HTTPMessage(http_headers, body), JSONFormat()).get_id() == event.get_id()
 
 
 def test_result_ids_are_deterministic_per_input_and_carry_the_trace():
-    first = dict(codec.encode_kafka(completed(), "/s")[2])
-    again = dict(codec.encode_kafka(JobFailed(REQUEST.input, None, "x", "y"), "/s")[2])
-    other = dict(codec.encode_kafka(JobFailed(InputRef("evt-2", "/uploader", "t"), None, "x", "y"), "/s")[2])
+    first = dict(codec.encode_kafka(completed(), "/s").headers)
+    again = dict(codec.encode_kafka(JobFailed(REQUEST.input, None, "x", "y"), "/s").headers)
+    other = dict(codec.encode_kafka(JobFailed(InputRef("evt-2", "/uploader", "t"), None, "x", "y"), "/s").headers)
     assert first["ce_id"] == again["ce_id"] != other["ce_id"]
     assert first["ce_traceparent"] == REQUEST.input.traceparent.encode()
 
 
 def test_every_shipped_schema_is_valid_and_loads():
-    assert {"audio-uploaded", "minio-notification", "job-completed", "job-failed", "job-progress"} <= set(schemas.names())
+    assert {"audio-uploaded", "minio-notification", "job-completed", "job-failed", "job-progress"} <= set(
+        schemas.names()
+    )
     for name in schemas.names():
         schemas.validator(name).check_schema(schemas.load(name))

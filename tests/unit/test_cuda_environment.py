@@ -34,7 +34,9 @@ def test_cuda_environment_names_torch_cuda_and_the_driver_or_none():
 
 
 def test_cuda_requested_without_a_usable_device_names_the_driver_floor():
-    with pytest.raises(ModelLoadError, match=rf"DEVICE=cuda but torch 2.11.0\+cu130 \(CUDA 13.0\).*>= {MIN_NVIDIA_DRIVER}"):
+    with pytest.raises(
+        ModelLoadError, match=rf"DEVICE=cuda but torch 2.11.0\+cu130 \(CUDA 13.0\).*>= {MIN_NVIDIA_DRIVER}"
+    ):
         _resolve_device("cuda", _torch(cuda_available=False))
     assert _resolve_device("auto", _torch(cuda_available=False)).type == "cpu"
     assert _resolve_device("auto", _torch(cuda_available=True)).type == "cuda"

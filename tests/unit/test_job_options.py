@@ -2,8 +2,8 @@
 
 import pytest
 
-from consumer.engine import JobOptions, Task
 from consumer.errors import InvalidSpeakerOptionsError
+from consumer.options import JobOptions, Task
 
 
 @pytest.mark.parametrize(

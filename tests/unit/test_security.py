@@ -32,13 +32,30 @@ def store() -> ObjectStore:
     ],
 )
 def test_result_keys_stay_under_the_prefix(store, key, expected):
-    assert store.result_keys(ObjectRef("audio", key)) == (f"{expected}.json", f"{expected}.rttm")
+    location = store.locate(ObjectRef("audio", key))
+    assert (location.json_key, location.rttm_key) == (f"{expected}.json", f"{expected}.rttm")
+    assert location.bucket == "diarization-results"
 
 
-@pytest.mark.parametrize("key", ["../secret.wav", "a/../../b.wav", "a/./b.wav", "..", "a/..", "bad\x00key", "tab\tkey", "del\x7fkey"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "../secret.wav",
+        "a/../../b.wav",
+        "a/./b.wav",
+        "..",
+        "a/..",
+        "bad\x00key",
+        "tab\tkey",
+        "del\x7fkey",
+        "trailing-newline\n",
+        "",
+        "k" * 1025,
+    ],
+)
 def test_keys_that_could_escape_are_refused(store, key):
     with pytest.raises(InvalidEventError):
-        store.result_keys(ObjectRef("audio", key))
+        store.locate(ObjectRef("audio", key))
 
 
 def test_every_api_key_check_goes_through_one_constant_time_comparison(monkeypatch):
@@ -64,7 +81,11 @@ def _workloads():
     root = Path(__file__).resolve().parents[2] / "knative"
     for path in sorted(root.rglob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
-            if isinstance(document, dict) and document.get("kind") in {"Deployment", "Service"} and "template" in document.get("spec", {}):
+            if (
+                isinstance(document, dict)
+                and document.get("kind") in {"Deployment", "Service"}
+                and "template" in document.get("spec", {})
+            ):
                 yield path.name, document["spec"]["template"]["spec"]
 
 

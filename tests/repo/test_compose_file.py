@@ -1,4 +1,7 @@
-"""local-dev/compose.yaml is valid Compose and matches the container-free stack (stack.py)."""
+"""local-dev/compose.yaml is valid Compose and matches the container-free stack (stack.py).
+
+Tier tests/repo: runs Go (``stack.py compose-schema`` downloads the compose-go module once).
+"""
 
 from __future__ import annotations
 
@@ -29,14 +32,14 @@ def compose() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
     """The Compose spec JSON schema from the pinned compose-go module (via stack.py)."""
-    result = subprocess.run([sys.executable, str(LOCAL_DEV / "stack.py"), "compose-schema"],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, str(LOCAL_DEV / "stack.py"), "compose-schema"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, f"cannot get the Compose schema (needs Go):\n{result.stderr}"
     return json.loads(Path(result.stdout.strip()).read_text())
 
 
-def test_compose_file_matches_the_compose_spec(compose: dict[str, Any],
-                                               schema: dict[str, Any]) -> None:
+def test_compose_file_matches_the_compose_spec(compose: dict[str, Any], schema: dict[str, Any]) -> None:
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
     validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
@@ -54,8 +57,7 @@ def test_services_get_the_settings_stack_py_prints(compose: dict[str, Any], serv
     env = compose["services"][service]["environment"]
     expected = stack.connection_env(stack.Ports(0))
     assert list(env) == list(stack.ENV_NAMES)
-    port_free = {k: v for k, v in expected.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS",
-                                                                "S3_ENDPOINT")}
+    port_free = {k: v for k, v in expected.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "S3_ENDPOINT")}
     assert {k: env[k] for k in port_free} == port_free
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert env["S3_ENDPOINT"] == "minio:9000"
@@ -90,8 +92,9 @@ def test_minio_notifies_the_same_target(compose: dict[str, Any]) -> None:
 def test_kafka_has_the_same_broker_settings(compose: dict[str, Any]) -> None:
     env = compose["services"]["kafka"]["environment"]
     # The apache/kafka image turns KAFKA_FOO_BAR into the property foo.bar.
-    properties = {k.removeprefix("KAFKA_").lower().replace("_", "."): str(v)
-                  for k, v in env.items() if k.startswith("KAFKA_")}
+    properties = {
+        k.removeprefix("KAFKA_").lower().replace("_", "."): str(v) for k, v in env.items() if k.startswith("KAFKA_")
+    }
     assert {k: properties.get(k) for k in stack.KAFKA_SETTINGS} == stack.KAFKA_SETTINGS
     image_version = compose["services"]["kafka"]["image"].rsplit(":", 1)[1]
     assert image_version == stack.kafka_version()

@@ -4,6 +4,8 @@ Core kinds are validated with the schemas of the ``kubernetes-validate`` wheel, 
 resources with the CRDs of the pinned Go modules (local-dev/k8s_schemas.py fetches them
 once into the cache). Beyond the schemas: every env var a manifest sets is one the code
 reads, ports and probe paths are the code's, timeouts nest, and kustomize sees every file.
+
+Tier tests/repo: runs Go (``go mod download`` of the pinned modules, from the network once).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import pytest
 import yaml
 
 from consumer import cli
+from consumer.config import Settings, variables
 from tests.support import local_dev
-from consumer.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 KNATIVE = REPO / "knative"
@@ -67,8 +69,12 @@ def manifest_files() -> list[Path]:
 
 def load_docs() -> list[Doc]:
     """Every YAML document of the manifest files, examples included."""
-    return [Doc(path, body) for path in manifest_files()
-            for body in yaml.safe_load_all(path.read_text()) if body is not None]
+    return [
+        Doc(path, body)
+        for path in manifest_files()
+        for body in yaml.safe_load_all(path.read_text())
+        if body is not None
+    ]
 
 
 DOCS = load_docs()
@@ -122,8 +128,10 @@ def kubernetes_validate() -> ModuleType:
     try:
         import kubernetes_validate
     except ImportError:
-        pytest.fail("kubernetes-validate is not installed; it belongs to setup.cfg's test extra "
-                    "(pip install 'kubernetes-validate==1.37.*')")
+        pytest.fail(
+            "kubernetes-validate is not installed; it belongs to setup.cfg's test extra "
+            "(pip install 'kubernetes-validate==1.37.*')"
+        )
     return kubernetes_validate
 
 
@@ -140,14 +148,18 @@ def strict(schema: dict[str, Any]) -> dict[str, Any]:
         out["type"] = [out["type"], "null"]
     if out.get("x-kubernetes-embedded-resource"):
         out["properties"] = {"apiVersion": {}, "kind": {}, "metadata": {}, **out.get("properties", {})}
-    if ("properties" in out and "additionalProperties" not in out
-            and not out.get("x-kubernetes-preserve-unknown-fields")):
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
         out["additionalProperties"] = False
     return out
 
 
-def schema_errors(body: dict[str, Any], crds: dict[tuple[str, str], dict[str, Any]],
-                  kubernetes_validate: ModuleType) -> list[str]:
+def schema_errors(
+    body: dict[str, Any], crds: dict[tuple[str, str], dict[str, Any]], kubernetes_validate: ModuleType
+) -> list[str]:
     """Why ``body`` does not match its CRD or core schema (empty when it does)."""
     key = (body["apiVersion"], body["kind"])
     if key in crds:
@@ -159,8 +171,10 @@ def schema_errors(body: dict[str, Any], crds: dict[tuple[str, str], dict[str, An
     try:
         kubernetes_validate.validate(body, k8s_schemas.KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.SchemaNotFoundError:
-        return [f"no schema for {key}: not a core kind of Kubernetes {k8s_schemas.KUBERNETES_VERSION} "
-                f"and not a CRD of {sorted(k8s_schemas.MODULES)}"]
+        return [
+            f"no schema for {key}: not a core kind of Kubernetes {k8s_schemas.KUBERNETES_VERSION} "
+            f"and not a CRD of {sorted(k8s_schemas.MODULES)}"
+        ]
     except kubernetes_validate.ValidationError as error:
         return [f"{error.json_path}: {error.message}"]
     return []
@@ -203,7 +217,8 @@ def listed_files(folder: Path) -> list[Path]:
     for entry in entries(folder):
         target = (folder / entry).resolve()
         assert target.is_file() or (target / "kustomization.yaml").is_file(), (
-            f"{folder.relative_to(REPO)}/kustomization.yaml lists {entry}, which does not exist")
+            f"{folder.relative_to(REPO)}/kustomization.yaml lists {entry}, which does not exist"
+        )
         if target.is_file():
             files.append(target)
     return files
@@ -239,17 +254,16 @@ def test_the_route_keeps_its_namespace() -> None:
 
 # --- Environment --------------------------------------------------------------------------
 def code_env_names() -> set[str]:
-    """The variables consumer/config.py reads: the names passed to its ``_str/_int/...(env, NAME)``."""
-    source = (REPO / "consumer" / "config.py").read_text()
-    names = set(re.findall(r'_(?:str|int|float|bool)\(\s*env,\s*"([A-Z0-9_]+)"', source))
-    assert {"PORT", "DIARIZATION_MODEL", "KAFKA_BOOTSTRAP_SERVERS"} <= names, "config.py parse broke"
-    return names | LIBRARY_ENV
+    """The variables the settings declare (consumer.config), and those libraries read."""
+    return {variable.name for variable in variables()} | LIBRARY_ENV
 
 
 def secrets() -> dict[str, dict[str, str]]:
     """Name -> keys of every Secret defined in knative/ (examples included)."""
-    return {doc.name: {**doc.body.get("data", {}), **doc.body.get("stringData", {})}
-            for doc in find("Secret", examples=True)}
+    return {
+        doc.name: {**doc.body.get("data", {}), **doc.body.get("stringData", {})}
+        for doc in find("Secret", examples=True)
+    }
 
 
 def container_env(container: dict[str, Any]) -> dict[str, str | None]:
@@ -331,15 +345,22 @@ def served_paths(path: Path) -> set[str]:
 
 def probes(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The httpGet of each probe a container has."""
-    return {kind: container[kind]["httpGet"] for kind in ("livenessProbe", "readinessProbe", "startupProbe")
-            if kind in container}
+    return {
+        kind: container[kind]["httpGet"]
+        for kind in ("livenessProbe", "readinessProbe", "startupProbe")
+        if kind in container
+    }
 
 
-@pytest.mark.parametrize(("doc", "served", "port"), [
-    pytest.param(knative_service(), REPO / "http_shim" / "probes.py", Settings.from_env({}).http.port, id="shim"),
-    pytest.param(the("Deployment"), REPO / "consumer" / "probes.py", Settings.from_env({}).kafka.probe_port,
-                 id="consumer"),
-])
+@pytest.mark.parametrize(
+    ("doc", "served", "port"),
+    [
+        pytest.param(knative_service(), REPO / "http_shim" / "probes.py", Settings.from_env({}).http.port, id="shim"),
+        pytest.param(
+            the("Deployment"), REPO / "consumer" / "probes.py", Settings.from_env({}).kafka.probe_port, id="consumer"
+        ),
+    ],
+)
 def test_ports_and_probes_are_the_codes(doc: Doc, served: Path, port: int) -> None:
     paths = served_paths(served)
     assert {"/health", "/ready"} <= paths, f"{served.name} parse broke: {paths}"
@@ -385,7 +406,10 @@ def test_scaled_object_follows_the_consumer_group_within_the_partitions() -> Non
 def test_one_kafka_cluster_and_the_stacks_topic_names() -> None:
     kafka = Settings.from_env(config_map()).kafka
     assert (kafka.input_topic, kafka.results_topic, kafka.dlq_topic) == (
-        stack.INPUT_TOPIC, stack.RESULTS_TOPIC, stack.DLQ_TOPIC)
+        stack.INPUT_TOPIC,
+        stack.RESULTS_TOPIC,
+        stack.DLQ_TOPIC,
+    )
     sinks = {doc.name: doc.body["spec"] for doc in find("KafkaSink")}
     assert {spec["topic"] for spec in sinks.values()} == {kafka.results_topic, kafka.dlq_topic}
     (source,) = [doc.body["spec"] for doc in find("KafkaSource")]

@@ -1,0 +1,134 @@
+"""``Analyzer``: audio in, result out. The synchronous job, and the core every door shares.
+
+It decodes the audio, runs the engine on it, and admits a bounded number of jobs at once.
+It knows nothing about HTTP, Kafka, CloudEvents or object stores: the sync API calls it
+with an upload, ``EventJob`` with an object it fetched.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import IO
+
+from consumer import metrics
+from consumer.audio import decode
+from consumer.config import AudioLimits
+from consumer.engine import Engine, EngineResult
+from consumer.errors import BusyError, ModelNotReadyError, ServiceError
+from consumer.options import JobOptions
+
+log = logging.getLogger(__name__)
+
+AudioProgress = Callable[[float, float], None]
+"""Called with (fraction done, audio seconds) while a job runs."""
+
+
+class Analyzer:
+    """Runs audio through one engine; safe to call from many threads.
+
+    ``max_pending`` bounds how many jobs may wait for the model while one runs; one more
+    is refused with ``BusyError`` (HTTP 503) instead of queueing without end. ``None``
+    means no bound (a Kafka consumer feeds one job at a time anyway).
+    """
+
+    def __init__(self, engine: Engine, limits: AudioLimits, *, max_pending: int | None = None) -> None:
+        self.engine = engine
+        self.limits = limits
+        self._max_in_flight = None if max_pending is None else max_pending + 1
+        self._in_flight = 0
+        self._guard = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        """Whether jobs can run now."""
+        return self.engine.ready
+
+    def analyze(
+        self,
+        source: bytes | IO[bytes],
+        options: JobOptions,
+        *,
+        job_id: str = "",
+        progress: AudioProgress | None = None,
+        reservation: Reservation | None = None,
+    ) -> EngineResult:
+        """Decode ``source`` and run the engine on it; blocks. Raises ``ServiceError`` subclasses.
+
+        Takes a slot (or uses ``reservation``) and frees it when done.
+        """
+        if not self.engine.ready:
+            raise ModelNotReadyError("the model is still loading; retry shortly")
+        task = "diarization" if options.diarize else "vad"
+        started = time.perf_counter()
+        with reservation or self.reserve():
+            try:
+                audio = decode(source, self.limits)
+                decoded = time.perf_counter()
+                on_fraction = None if progress is None else (lambda f: progress(f, audio.duration))
+                result = self.engine.run(audio.samples, audio.sample_rate, options, on_fraction)
+            except ServiceError as exc:
+                metrics.JOBS.labels(task, exc.code).inc()
+                log.info(
+                    "job rejected",
+                    extra={"job_id": job_id, "task": task, "error_code": exc.code, "error": exc.message},
+                )
+                raise
+        metrics.JOBS.labels(task, "completed").inc()
+        metrics.AUDIO_SECONDS.labels(task).inc(result.duration)
+        metrics.INFERENCE_SECONDS.labels(task).observe(result.inference_seconds)
+        metrics.REAL_TIME_FACTOR.labels(task).observe(result.real_time_factor)
+        log.info(
+            "job completed",
+            extra={
+                "job_id": job_id,
+                "task": task,
+                "audio_seconds": round(result.duration, 3),
+                "decode_seconds": round(decoded - started, 3),
+                "inference_seconds": round(result.inference_seconds, 3),
+                "real_time_factor": round(result.real_time_factor, 4),
+                "num_speakers": result.num_speakers,
+                "turns": len(result.turns),
+                "speech_regions": len(result.speech),
+            },
+        )
+        return result
+
+    def reserve(self) -> Reservation:
+        """A slot for one job, held until released; raises ``BusyError`` when none is free.
+
+        A door that must know a job is admitted before it answers (the Knative receiver's
+        202) reserves first and hands the reservation on.
+        """
+        with self._guard:
+            if self._max_in_flight is not None and self._in_flight >= self._max_in_flight:
+                raise BusyError(f"{self._in_flight} jobs are already running or queued; retry later")
+            self._in_flight += 1
+            metrics.JOBS_IN_FLIGHT.set(self._in_flight)
+        return Reservation(self._release)
+
+    def _release(self) -> None:
+        with self._guard:
+            self._in_flight -= 1
+            metrics.JOBS_IN_FLIGHT.set(self._in_flight)
+
+
+class Reservation:
+    """One admitted job's slot; releasing it twice is harmless."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release: Callable[[], None] | None = release
+
+    def release(self) -> None:
+        """Free the slot (once)."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()

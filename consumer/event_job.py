@@ -1,0 +1,190 @@
+"""``EventJob``: one requested job to its outcome, for the event doors (Kafka and Knative).
+
+Stat the object, reuse a stored result of the same object version and options, else fetch
+it, run it through the ``Analyzer``, store the result objects and return the outcome to
+publish. It knows nothing about Kafka, HTTP or CloudEvents; the object store is any
+``ResultStore``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import IO, Any, Protocol
+
+from consumer import metrics
+from consumer.analyzer import Analyzer, Reservation
+from consumer.config import EventSettings
+from consumer.errors import AccessDeniedError, ModelNotReadyError, PayloadTooLargeError, ServiceError
+from consumer.events import (
+    AudioJobRequested,
+    DiarizationCompleted,
+    JobFailed,
+    JobOutcome,
+    JobProgressed,
+    ObjectRef,
+    ResultLocation,
+)
+from consumer.formats import result_document, rttm_uri, to_rttm
+from consumer.options import JobOptions
+
+log = logging.getLogger(__name__)
+
+
+class ResultStore(Protocol):
+    """Where event jobs read audio and keep results (``consumer.storage.ObjectStore``).
+
+    Every method blocks on the store and raises the project's errors: ``ObjectNotFoundError``
+    and ``AccessDeniedError`` (permanent), ``InvalidEventError`` for a name the store cannot
+    take, ``StorageUnavailableError`` (retryable) for anything else.
+    """
+
+    def stat(self, ref: ObjectRef) -> ObjectRef:
+        """``ref`` completed with the object's current etag, size and version."""
+        ...
+
+    def open(self, ref: ObjectRef, max_bytes: int) -> AbstractContextManager[IO[bytes]]:
+        """The object's bytes as a seekable file; ``PayloadTooLargeError`` past ``max_bytes``."""
+        ...
+
+    def locate(self, ref: ObjectRef) -> ResultLocation:
+        """Where the result objects of ``ref`` are kept."""
+        ...
+
+    def find_result(self, location: ResultLocation, source: ObjectRef, options_digest: str) -> dict[str, Any] | None:
+        """The stored document computed from this version of ``source`` with these options, or ``None``."""
+        ...
+
+    def write_result(
+        self, location: ResultLocation, source: ObjectRef, options_digest: str, document: dict[str, Any], rttm: str
+    ) -> None:
+        """Store the RTTM and the JSON document of one run."""
+        ...
+
+
+class EventJob:
+    """Runs requested jobs on an ``Analyzer``, with their audio and results in a ``ResultStore``."""
+
+    def __init__(
+        self,
+        analyzer: Analyzer,
+        store: ResultStore,
+        *,
+        allowed_buckets: frozenset[str],
+        events: EventSettings = EventSettings(),
+        model_name: str = "",
+    ) -> None:
+        self.analyzer = analyzer
+        self.store = store
+        self.allowed_buckets = allowed_buckets
+        self.events = events
+        self.model_name = model_name
+
+    @property
+    def ready(self) -> bool:
+        """Whether jobs can run now."""
+        return self.analyzer.ready
+
+    def reserve(self) -> Reservation:
+        """A slot on the analyzer (see ``Analyzer.reserve``)."""
+        return self.analyzer.reserve()
+
+    def handle(
+        self,
+        request: AudioJobRequested,
+        progress: Callable[[JobProgressed], None] | None = None,
+        reservation: Reservation | None = None,
+    ) -> JobOutcome:
+        """Run one requested job to its outcome; blocks.
+
+        Returns ``DiarizationCompleted`` (possibly reused from a stored result) or
+        ``JobFailed`` for a permanent failure. Raises retryable ``ServiceError``s
+        (storage or model unavailable, no free slot): the caller backs off and tries again.
+        """
+        started = time.perf_counter()
+        try:
+            with reservation or self.analyzer.reserve() as held:
+                outcome = self._handle(request, progress, held)
+        except ServiceError as exc:
+            if exc.retryable:
+                log.warning(
+                    "job will be retried", extra=_job_fields(request, started, error_code=exc.code, error=exc.message)
+                )
+                raise
+            log.info("job failed", extra=_job_fields(request, started, error_code=exc.code, error=exc.message))
+            return JobFailed(request.input, request.object, exc.code, exc.message)
+        except Exception as exc:  # a bug must not stop the consumer on this message forever
+            log.exception("job crashed", extra=_job_fields(request, started))
+            return JobFailed(request.input, request.object, "internal_error", f"{type(exc).__name__}: {exc}")
+        if isinstance(outcome, DiarizationCompleted):
+            log.info("job done", extra=_job_fields(request, started, reused=outcome.document.get("reused", False)))
+        return outcome
+
+    def _handle(
+        self,
+        request: AudioJobRequested,
+        progress: Callable[[JobProgressed], None] | None,
+        reservation: Reservation,
+    ) -> JobOutcome:
+        if request.object.bucket not in self.allowed_buckets:
+            raise AccessDeniedError(f"bucket {request.object.bucket!r} is not one this service reads")
+        if not self.analyzer.ready:
+            raise ModelNotReadyError("the model is still loading")
+        limits = self.analyzer.limits
+        obj = self.store.stat(request.object)
+        if obj.size is not None and obj.size > limits.max_bytes:
+            raise PayloadTooLargeError(f"the object is larger than {limits.max_bytes} bytes")
+        request = dataclasses.replace(request, object=obj)
+        location = self.store.locate(obj)
+        digest = options_digest(request.options, self.model_name)
+        stored = self.store.find_result(location, obj, digest)
+        if stored is not None:
+            metrics.JOBS.labels("event", "reused").inc()
+            return DiarizationCompleted(request, {**stored, "reused": True})
+
+        throttle = _Throttle(self.events, request, progress)
+        with self.store.open(obj, limits.max_bytes) as audio:
+            result = self.analyzer.analyze(
+                audio, request.options, job_id=request.input.id, progress=throttle, reservation=reservation
+            )
+        document = result_document(request.input, obj, request.options, result, self.model_name, location)
+        self.store.write_result(location, obj, digest, document, to_rttm(result, rttm_uri(obj.key)))
+        return DiarizationCompleted(request, document)
+
+
+class _Throttle:
+    """Forwards progress of long audio only, at most once per interval."""
+
+    def __init__(
+        self, events: EventSettings, request: AudioJobRequested, sink: Callable[[JobProgressed], None] | None
+    ) -> None:
+        self._events, self._request, self._sink = events, request, sink
+        self._last = time.monotonic()
+
+    def __call__(self, fraction: float, audio_seconds: float) -> None:
+        if self._sink is None or audio_seconds < self._events.progress_min_audio_seconds or fraction >= 1.0:
+            return
+        now = time.monotonic()
+        if now - self._last >= self._events.progress_interval_seconds:
+            self._last = now
+            self._sink(JobProgressed(self._request, fraction, audio_seconds))
+
+
+def options_digest(options: JobOptions, model: str) -> str:
+    """Identifies what a stored result was computed with: the options and the model."""
+    canonical = json.dumps({"options": options.to_dict(), "model": model}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _job_fields(request: AudioJobRequested, started: float, **more: object) -> dict[str, object]:
+    return {
+        "event_id": request.input.id,
+        "object": request.object.partition_key,
+        "seconds": round(time.perf_counter() - started, 3),
+        **more,
+    }

@@ -1,0 +1,149 @@
+"""Job options: what one job asks for, and the one parser every door uses to read them.
+
+The sync API's form fields, an upload's S3 object metadata (``x-amz-meta-num-speakers``...)
+and an event's ``options`` object all go through ``parse_options``, so a spelling accepted
+(or refused) on one door is accepted (or refused) on every door. The true/false spellings
+are shared with the settings (``consumer.config``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from consumer.errors import InvalidRequestError, InvalidSpeakerOptionsError
+
+MAX_SPEAKERS = 100
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+SPEAKER_COUNTS = ("num_speakers", "min_speakers", "max_speakers")
+OPTION_NAMES = (*SPEAKER_COUNTS, "exclusive", "tasks")
+_MAX_DIGITS = 6  # int() of thousands of digits is slow, then refused anyway
+
+
+def parse_flag(raw: str) -> bool | None:
+    """``True``/``False`` for a true/false spelling (any case), ``None`` for an empty string.
+
+    Raises ``ValueError`` for anything else.
+    """
+    word = raw.strip().lower()
+    if not word:
+        return None
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(word)
+
+
+class Task(StrEnum):
+    """What a job asks for. Diarization always comes with speech regions, at no extra cost."""
+
+    DIARIZATION = "diarization"
+    VAD = "vad"
+
+
+ALL_TASKS = frozenset({Task.DIARIZATION, Task.VAD})
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """Speaker-count hints and output options of one job; invalid combinations raise at construction."""
+
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    exclusive: bool = False
+    tasks: frozenset[Task] = ALL_TASKS
+
+    def __post_init__(self) -> None:
+        for name in SPEAKER_COUNTS:
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SPEAKERS
+            ):
+                raise InvalidSpeakerOptionsError(f"{name} must be an integer from 1 to {MAX_SPEAKERS}, got {value!r}")
+        if self.num_speakers is not None and (self.min_speakers is not None or self.max_speakers is not None):
+            raise InvalidSpeakerOptionsError("give either num_speakers or min_speakers/max_speakers, not both")
+        if self.min_speakers is not None and self.max_speakers is not None and self.min_speakers > self.max_speakers:
+            raise InvalidSpeakerOptionsError(
+                f"min_speakers ({self.min_speakers}) is greater than max_speakers ({self.max_speakers})"
+            )
+        if not self.tasks:
+            raise InvalidSpeakerOptionsError("at least one task is required")
+
+    @property
+    def diarize(self) -> bool:
+        """Whether the job needs speaker turns (and therefore speaker embeddings)."""
+        return Task.DIARIZATION in self.tasks
+
+    def to_dict(self) -> dict[str, object]:
+        """The options as events and result documents write them: unset counts left out, tasks sorted."""
+        out: dict[str, object] = {
+            name: getattr(self, name) for name in SPEAKER_COUNTS if getattr(self, name) is not None
+        }
+        out["exclusive"] = self.exclusive
+        out["tasks"] = sorted(task.value for task in self.tasks)
+        return out
+
+
+def parse_options(fields: Mapping[str, object], tasks: frozenset[Task] | None = None) -> JobOptions:
+    """``JobOptions`` from text fields (a form, object metadata) or JSON values (event data).
+
+    ``fields`` uses the option names (``num_speakers``, ``exclusive``, ``tasks``...); others
+    are ignored. Text and JSON are read by one rule: a speaker count is an integer or a
+    string of at most six ASCII digits, ``exclusive`` a boolean or a true/false spelling,
+    ``tasks`` a list or a comma-separated string of ``diarization``/``vad``. ``tasks``
+    given as an argument (a door that fixes them) overrides the field. Diarization
+    implies VAD. Raises ``InvalidSpeakerOptionsError`` for speaker counts and
+    ``InvalidRequestError`` for the other options.
+    """
+    counts = {name: _count(name, fields.get(name)) for name in SPEAKER_COUNTS}
+    return JobOptions(
+        **counts,
+        exclusive=_flag("exclusive", fields.get("exclusive")),
+        tasks=tasks if tasks is not None else _tasks(fields.get("tasks")),
+    )
+
+
+def _count(name: str, raw: object) -> int | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS:
+            return int(text)
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        return raw  # JobOptions checks the range
+    raise InvalidSpeakerOptionsError(f"{name} must be an integer from 1 to {MAX_SPEAKERS}, got {str(raw)[:40]!r}")
+
+
+def _flag(name: str, raw: object) -> bool:
+    if raw is None or isinstance(raw, bool):
+        return bool(raw)
+    if isinstance(raw, str):
+        try:
+            value = parse_flag(raw)
+        except ValueError:
+            pass
+        else:
+            return bool(value)
+    raise InvalidRequestError(f"{name} must be true or false, got {str(raw)[:40]!r}")
+
+
+def _tasks(raw: object) -> frozenset[Task]:
+    if raw is None:
+        return ALL_TASKS
+    names = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise InvalidRequestError(f"tasks must be a list of {', '.join(t.value for t in Task)}")
+    try:
+        tasks = frozenset(Task(n.strip()) for n in names if n.strip())
+    except ValueError:
+        raise InvalidRequestError(
+            f"tasks must be among {', '.join(t.value for t in Task)}, got {str(raw)[:80]!r}"
+        ) from None
+    if Task.DIARIZATION in tasks:
+        tasks |= {Task.VAD}  # speech regions come with diarization at no cost
+    return tasks

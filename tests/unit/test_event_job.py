@@ -1,0 +1,56 @@
+"""Pure parts of the event doors: what a stored result is keyed by, and the receiver's dedup window."""
+
+from __future__ import annotations
+
+import time
+
+from consumer.config import EngineSettings, ReceiverSettings, Settings
+from consumer.event_job import options_digest
+from consumer.options import JobOptions, Task
+from http_shim.receiver import Receiver, _Delivery
+
+
+def test_options_digest_follows_the_options_and_the_model_only():
+    base = options_digest(JobOptions(num_speakers=2), "offline-default")
+    assert base == options_digest(JobOptions(num_speakers=2), "offline-default")
+    assert len(base) == 32 and int(base, 16) >= 0
+    # diarization implies VAD: the same job, however the tasks were written
+    assert options_digest(JobOptions(tasks=frozenset({Task.DIARIZATION, Task.VAD})), "m") == options_digest(
+        JobOptions(), "m"
+    )
+    others = {
+        options_digest(JobOptions(num_speakers=3), "offline-default"),
+        options_digest(JobOptions(num_speakers=2, exclusive=True), "offline-default"),
+        options_digest(JobOptions(num_speakers=2), "pyannote/speaker-diarization-3.1"),
+        options_digest(JobOptions(tasks=frozenset({Task.VAD})), "offline-default"),
+    }
+    assert base not in others and len(others) == 4
+
+
+def _receiver(window: float) -> Receiver:
+    settings = Settings(engine=EngineSettings(model="m"), receiver=ReceiverSettings(dedup_window_seconds=window))
+    return Receiver(event_job=None, settings=settings)  # type: ignore[arg-type]  # eviction never touches the job
+
+
+def _delivery(age: float, done: bool) -> _Delivery:
+    delivery = _Delivery(created=time.monotonic() - age)
+    if done:
+        delivery.done.set()
+    return delivery
+
+
+def test_dedup_window_drops_finished_entries_older_than_the_window():
+    receiver = _receiver(window=60)
+    receiver._deliveries[("s", "old")] = _delivery(age=120, done=True)
+    receiver._deliveries[("s", "new")] = _delivery(age=1, done=True)
+    receiver._evict_expired()
+    assert list(receiver._deliveries) == [("s", "new")]
+
+
+def test_dedup_window_keeps_a_running_job_even_when_old():
+    receiver = _receiver(window=60)
+    receiver._deliveries[("s", "running")] = _delivery(age=120, done=False)
+    receiver._deliveries[("s", "finished")] = _delivery(age=120, done=True)
+    receiver._evict_expired()
+    # eviction stops at the oldest entry while its job runs (entries are in arrival order)
+    assert list(receiver._deliveries) == [("s", "running"), ("s", "finished")]
