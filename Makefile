@@ -96,7 +96,8 @@ format: venv ## rewrite the code as ruff formats it, and apply ruff's safe fixes
 	$(VENV)/bin/ruff check --fix .
 
 test: lint install ## lint first, then every tier: unit, repo, http, model (real bundle), integration (real Kafka + MinIO)
-	$(PY) -m pytest tests
+	@# two pytest sessions side by side, each on its own stack instance (see tests/run_lanes.py)
+	$(PY) tests/run_lanes.py
 
 test-unit: venv ## pure logic only: offline, no external tool, seconds
 	$(PY) -m pytest tests/unit

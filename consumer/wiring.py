@@ -12,6 +12,7 @@ from consumer.engine import Engine
 from consumer.engine.pyannote_engine import PyannoteEngine, model_name
 from consumer.errors import ServiceError
 from consumer.event_job import EventJob
+from consumer.memory import fix_mmap_threshold
 from consumer.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,11 @@ class Service:
 
 
 def build_service(settings: Settings, max_pending: int | None = None) -> Service:
-    """The service on a (not yet loaded) pyannote engine and the configured object store."""
+    """The service on a (not yet loaded) pyannote engine and the configured object store.
+
+    Also fixes the process's allocator policy (``consumer.memory``) before the first job.
+    """
+    fix_mmap_threshold()
     engine = PyannoteEngine(settings.engine)
     analyzer = Analyzer(engine, settings.audio, max_pending=max_pending)
     event_job = EventJob(

@@ -102,7 +102,7 @@ COMPOSE_GO_MODULE = "github.com/compose-spec/compose-go/v2"
 COMPOSE_GO_VERSION = "v2.16.2"
 
 # --- Ports: MinIO API = base, console = base+1, Kafka = base+2, controller = base+3 -------
-NAMED_PORT_BASES = {"dev": 29090, "test": 39090}
+NAMED_PORT_BASES = {"dev": 29090, "test": 39090, "test-2": 39190}  # test-2: the second lane of make test
 HASHED_PORT_BASES = range(20000, 29000, 10)  # below both named bases and the ephemeral range
 
 LOCAL_DEV = Path(__file__).resolve().parent
