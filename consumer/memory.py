@@ -15,7 +15,6 @@ Fixing the threshold with ``mallopt`` (which also turns its rise off) keeps ever
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 from collections.abc import Mapping
@@ -34,12 +33,9 @@ def fix_mmap_threshold(environ: Mapping[str, str] = os.environ) -> bool:
     """
     if "MALLOC_MMAP_THRESHOLD_" in environ:
         return False
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is None:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on
+    except AttributeError:
         log.info("the C library has no mallopt; the allocator keeps its defaults")
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
