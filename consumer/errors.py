@@ -67,6 +67,19 @@ class UnsupportedEventError(InvalidRequestError):
     code = "unsupported_event"
 
 
+class InvalidTranscriptError(InvalidRequestError):
+    """A transcript to attribute does not parse, or its times are negative or out of order."""
+
+    code = "invalid_transcript"
+
+
+class TranscriptMismatchError(ServiceError):
+    """A transcript runs past the end of the audio it is meant to go with."""
+
+    code = "transcript_mismatch"
+    http_status = 422
+
+
 class UnauthorizedError(ServiceError):
     """The API key is missing or wrong."""
 
