@@ -1,23 +1,26 @@
 """Decode uploaded audio into what the engine expects: mono float32 at 16 kHz.
 
-Decoding is done with soundfile (libsndfile) from bytes or a binary stream, block by
-block, so a long multichannel file is downmixed without holding all its channels in
-memory. Every way an input can be unusable maps to one error code (see ``errors``).
-Nothing here imports torch.
+Decoding streams: a ``BlockSource`` yields the decoded samples a bounded block at a time
+(about ``BLOCK_BYTES`` of float32 whatever the channel count), and each block is
+downmixed, checked and resampled (``StreamResampler``) as it comes, so that only the
+16 kHz mono result grows. Peak memory is that result plus a constant, whatever the
+source's rate, channel count or compression, and the duration limit is enforced while
+decoding, not only from what the header claims. soundfile (libsndfile) is the block
+source for WAV, RF64, W64, FLAC and OGG. Every way an input can be unusable maps to one
+error code (see ``errors``). Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import io
-import math
-import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Protocol
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
+from consumer import wav_headers
 from consumer.config import AudioLimits
 from consumer.errors import (
     AudioTooLongError,
@@ -28,16 +31,19 @@ from consumer.errors import (
     PayloadTooLargeError,
     UnsupportedSampleRateError,
 )
+from consumer.resampler import StreamResampler
 
 TARGET_SAMPLE_RATE = 16_000
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 192_000
 SUPPORTED_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "FLAC", "OGG"})
-_BLOCK_FRAMES = 1 << 18
+BLOCK_BYTES = 1 << 20  # decoded float32 samples per block, all channels together
 
 # Leading bytes of the containers we accept: a file that starts like one of them but
 # fails to decode is corrupt, anything else is not audio at all.
 _MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"riff", b"fLaC", b"OggS")
+# libsndfile's length for a stream that does not declare one (a FLAC whose STREAMINFO says 0)
+_UNKNOWN_FRAMES = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,33 @@ class DecodedAudio:
         return len(self.samples) / self.sample_rate
 
 
+class BlockSource(Protocol):
+    """A decoder as the decoding pipeline sees it: the stream's shape, then its samples in blocks."""
+
+    @property
+    def sample_rate(self) -> int:
+        """Frames per second of the decoded stream."""
+        ...
+
+    @property
+    def channels(self) -> int:
+        """Samples per frame."""
+        ...
+
+    @property
+    def frames(self) -> int | None:
+        """How many frames the container declares; None when it does not say (decode to the end)."""
+        ...
+
+    def blocks(self, frames: int) -> Iterator[np.ndarray]:
+        """Yield the decoded samples in order as float32 arrays of shape (n, channels), 0 < n <= ``frames``.
+
+        A block may be overwritten once the next one is asked for. Ends when the stream
+        does; raises ``CorruptAudioError`` when the data cannot be decoded.
+        """
+        ...
+
+
 def decode(source: bytes | IO[bytes], limits: AudioLimits) -> DecodedAudio:
     """Decode, downmix, validate and resample ``source`` to 16 kHz mono float32.
 
@@ -67,10 +100,8 @@ def decode(source: bytes | IO[bytes], limits: AudioLimits) -> DecodedAudio:
     if not head:
         raise AudioTooShortError("the file is empty")
     looks_like_audio = head.startswith(_MAGIC)
-    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
-        _check_wav_length(stream)
     try:
-        sound = sf.SoundFile(stream)
+        sound = sf.SoundFile(wav_headers.prepare(stream))
     except (sf.LibsndfileError, RuntimeError, TypeError):
         if looks_like_audio:
             raise CorruptAudioError("the audio header cannot be read") from None
@@ -78,7 +109,39 @@ def decode(source: bytes | IO[bytes], limits: AudioLimits) -> DecodedAudio:
     with sound:
         if sound.format not in SUPPORTED_FORMATS:
             raise NotAudioError(f"{sound.format} is not supported; send WAV, FLAC or OGG")
-        return _read(sound, limits)
+        return decode_blocks(_SoundFileSource(sound), limits)
+
+
+def decode_blocks(source: BlockSource, limits: AudioLimits) -> DecodedAudio:
+    """Downmix, validate and resample what ``source`` decodes, block by block (see the module docstring)."""
+    rate, channels, declared = source.sample_rate, source.channels, source.frames
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise UnsupportedSampleRateError(f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+    if channels < 1:
+        raise CorruptAudioError("the file declares no channels")
+    if declared is not None:  # a file claiming hours of audio is refused without reading it
+        _check_not_too_long(declared, rate, limits, decoding=False)
+    resampler = StreamResampler(rate, TARGET_SAMPLE_RATE)
+    output = _Output(resampler.output_length(declared) if declared is not None else 0)
+    frames = 0
+    for block in source.blocks(max(1, BLOCK_BYTES // (4 * channels))):
+        mono = block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0]
+        if not np.isfinite(mono).all():
+            raise NonFiniteAudioError("the audio contains NaN or infinite samples")
+        frames += len(mono)
+        _check_not_too_long(frames, rate, limits, decoding=True)
+        output.extend(resampler.feed(mono))
+    if declared is not None and frames < declared:
+        raise CorruptAudioError(f"the audio is truncated: the header declares {declared} frames, {frames} were read")
+    if frames / rate < limits.min_seconds:
+        raise AudioTooShortError(f"the audio lasts {frames / rate:.3f} s, less than the minimum {limits.min_seconds} s")
+    output.extend(resampler.finish())
+    return DecodedAudio(
+        samples=output.take(),
+        sample_rate=TARGET_SAMPLE_RATE,
+        original_sample_rate=rate,
+        original_channels=channels,
+    )
 
 
 def _as_stream(source: bytes | IO[bytes], max_bytes: int) -> IO[bytes]:
@@ -94,76 +157,71 @@ def _as_stream(source: bytes | IO[bytes], max_bytes: int) -> IO[bytes]:
     return source
 
 
-def _check_wav_length(stream: IO[bytes]) -> None:
-    """Refuse a WAV whose ``data`` chunk declares more bytes than the file holds.
-
-    libsndfile quietly shortens such a file to what is there, which would turn a
-    truncated upload into a shorter, wrong result instead of an error.
-    """
-    stream.seek(0, io.SEEK_END)
-    size = stream.tell()
-    position = 12
-    try:
-        while position + 8 <= size:
-            stream.seek(position)
-            chunk_id = stream.read(4)
-            (chunk_size,) = struct.unpack("<I", stream.read(4))
-            if chunk_id == b"data":
-                # 0 and 0xFFFFFFFF are what streaming writers leave when the length is unknown
-                declared_unknown = chunk_size in (0, 0xFFFFFFFF)
-                if not declared_unknown and position + 8 + chunk_size > size:
-                    raise CorruptAudioError(
-                        f"the audio is truncated: the header declares {chunk_size} bytes of "
-                        f"samples, the file holds {size - position - 8}"
-                    )
-                return
-            position += 8 + chunk_size + (chunk_size & 1)  # chunks are word-aligned
-    finally:
-        stream.seek(0)
-
-
-def _read(sound: sf.SoundFile, limits: AudioLimits) -> DecodedAudio:
-    rate, channels, frames = sound.samplerate, sound.channels, sound.frames
-    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise UnsupportedSampleRateError(f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
-    if channels < 1:
-        raise CorruptAudioError("the file declares no channels")
-    # The header's length is checked before decoding so that a file claiming hours of
-    # audio is refused without reading it.
-    if frames / rate > limits.max_seconds:
+def _check_not_too_long(frames: int, rate: int, limits: AudioLimits, *, decoding: bool) -> None:
+    if frames / rate <= limits.max_seconds:
+        return
+    if decoding:
         raise AudioTooLongError(
-            f"the audio lasts {frames / rate:.1f} s, more than the maximum {limits.max_seconds:.0f} s"
+            f"the audio lasts more than the maximum {limits.max_seconds:.0f} s (decoding stopped at {frames / rate:.1f} s)"
         )
-    mono = np.empty(frames, dtype=np.float32)
-    filled = 0
-    try:
-        for block in sound.blocks(blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
-            n = min(len(block), frames - filled)
+    raise AudioTooLongError(f"the audio lasts {frames / rate:.1f} s, more than the maximum {limits.max_seconds:.0f} s")
+
+
+class _SoundFileSource:
+    """libsndfile's decoder as a ``BlockSource``."""
+
+    def __init__(self, sound: sf.SoundFile) -> None:
+        self._sound = sound
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self._sound.samplerate)
+
+    @property
+    def channels(self) -> int:
+        return int(self._sound.channels)
+
+    @property
+    def frames(self) -> int | None:
+        frames = int(self._sound.frames)
+        return None if frames >= _UNKNOWN_FRAMES else frames
+
+    def blocks(self, frames: int) -> Iterator[np.ndarray]:
+        buffer = np.empty((frames, self.channels), np.float32)
+        pointer = sf._ffi.cast("float *", buffer.ctypes.data)
+        handle = self._sound._file
+        while True:
+            # libsndfile's own read, not SoundFile.read: that one seeks back to where it
+            # stopped after every read, which libFLAC refuses in a stream of unknown length
+            n = sf._snd.sf_readf_float(handle, pointer, frames)
+            code = sf._snd.sf_error(handle)
+            if code:
+                raise CorruptAudioError(f"the audio data cannot be decoded: {sf.LibsndfileError(code)}")
             if n <= 0:
-                break
-            down = block[:n].mean(axis=1, dtype=np.float32) if channels > 1 else block[:n, 0]
-            if not np.isfinite(down).all():
-                raise NonFiniteAudioError("the audio contains NaN or infinite samples")
-            mono[filled : filled + n] = down
-            filled += n
-    except sf.LibsndfileError as exc:
-        raise CorruptAudioError(f"the audio data cannot be decoded: {exc}") from None
-    if filled < frames:
-        raise CorruptAudioError(f"the audio is truncated: the header declares {frames} frames, {filled} were read")
-    if frames / rate < limits.min_seconds:
-        raise AudioTooShortError(f"the audio lasts {frames / rate:.3f} s, less than the minimum {limits.min_seconds} s")
-    return DecodedAudio(
-        samples=_resample(mono, rate),
-        sample_rate=TARGET_SAMPLE_RATE,
-        original_sample_rate=rate,
-        original_channels=channels,
-    )
+                return
+            yield buffer[:n]
 
 
-def _resample(samples: np.ndarray, rate: int) -> np.ndarray:
-    if rate == TARGET_SAMPLE_RATE:
-        return samples
-    g = math.gcd(rate, TARGET_SAMPLE_RATE)
-    # polyphase resampling with scipy's default Kaiser window: band-limited, no torch
-    out = resample_poly(samples, TARGET_SAMPLE_RATE // g, rate // g)
-    return np.ascontiguousarray(out, dtype=np.float32)
+class _Output:
+    """The 16 kHz result, written in place as blocks are resampled.
+
+    Sized from the declared length; when there is none (or it was short) it grows by an
+    eighth at a time with ``realloc``, which moves pages rather than copying them, so the
+    spare room stays within the memory budget and no second copy is ever held.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._data = np.empty(capacity, np.float32)
+        self._size = 0
+
+    def extend(self, samples: np.ndarray) -> None:
+        end = self._size + len(samples)
+        if end > len(self._data):
+            self._data.resize(max(end, len(self._data) * 9 // 8 + BLOCK_BYTES // 4), refcheck=False)
+        self._data[self._size : end] = samples
+        self._size = end
+
+    def take(self) -> np.ndarray:
+        """The samples written, trimmed to their length; the buffer is not used again."""
+        self._data.resize(self._size, refcheck=False)
+        return self._data
