@@ -4,7 +4,8 @@
   sync job), ``event_job`` (stat, reuse, fetch, run, store: the job of an event),
   ``engine/`` (the interface around pyannote, and the offline bundle), ``audio``
   (decoding), ``storage`` (the object store), ``events`` and ``formats`` (plain values
-  and how results are written), ``errors``, ``retry``, ``config`` (all settings);
+  and how results are written), ``transcript`` (a transcript's words and segments given
+  their speakers), ``errors``, ``retry``, ``config`` (all settings);
 - the Kafka door: ``kafka_worker`` (the only confluent-kafka user) and ``kafka_records``;
 - ``codec``: the only module that touches CloudEvents, for the Kafka and Knative doors;
 - ``wiring``: the composition root; ``cli``: the ``diarization`` entry point.

@@ -365,11 +365,16 @@ def to_diarized_json(transcript: Transcript, duration: float) -> dict[str, Any]:
 
 
 def to_srt(transcript: Transcript) -> str:
-    """SubRip cues, each text prefixed with its speaker (``SPEAKER_00: ...``)."""
+    """SubRip cues, each text prefixed with its speaker (``SPEAKER_00: ...``; the speaker alone without text)."""
     return "".join(
-        f"{i}\n{_stamp(s.start, ',')} --> {_stamp(s.end, ',')}\n{s.speaker}: {s.text.strip()}\n\n"
+        f"{i}\n{_stamp(s.start, ',')} --> {_stamp(s.end, ',')}\n{_labelled(s)}\n\n"
         for i, s in enumerate(transcript.segments, start=1)
     )
+
+
+def _labelled(segment: Segment) -> str:
+    text = segment.text.strip()
+    return f"{segment.speaker}: {text}" if text else segment.speaker
 
 
 def to_vtt(transcript: Transcript) -> str:
@@ -395,3 +400,8 @@ def _vtt_escape(text: str) -> str:
 
 def _round(value: float) -> float:
     return round(value, 3)
+
+
+def from_turns(turns: Iterable[SpeakerTurn]) -> Transcript:
+    """The speaker turns themselves as an attributed transcript without text (no transcript given)."""
+    return Transcript(tuple(Segment(t.start, t.end, "", (), t.speaker) for t in sorted(turns, key=lambda t: t.start)))

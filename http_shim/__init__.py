@@ -11,7 +11,7 @@ from flask import Flask
 from consumer.analyzer import Analyzer
 from consumer.config import Settings
 from consumer.event_job import EventJob
-from http_shim import api, errors, observability, probes, receiver
+from http_shim import api, errors, observability, openai_api, probes, receiver
 from http_shim.state import AppState, install
 
 
@@ -26,6 +26,7 @@ def create_app(analyzer: Analyzer, settings: Settings, event_job: EventJob | Non
     errors.register(app)
     app.register_blueprint(probes.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(openai_api.blueprint)
     if events is not None:
         app.register_blueprint(receiver.blueprint)
     return app

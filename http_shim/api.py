@@ -9,19 +9,14 @@ from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from consumer.analyzer import Analyzer
-from consumer.errors import (
-    InvalidRequestError,
-    MissingFileError,
-    UnauthorizedError,
-    UnsupportedMediaTypeError,
-)
-from consumer.formats import diarization_json, rttm_uri, to_rttm, vad_json
-from consumer.options import OPTION_NAMES, JobOptions, Task, parse_options
+from consumer.errors import MissingFileError, UnauthorizedError, UnsupportedMediaTypeError
+from consumer.formats import diarization_json, rttm_uri, vad_json
+from consumer.options import ALL_TASKS, OPTION_NAMES, JobOptions, Task, parse_options
+from consumer.transcript import to_json
+from http_shim import outputs
 from http_shim.state import state
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1")
-
-RTTM_MIMETYPE = "text/rttm"
 
 
 def _analyzer() -> Analyzer:
@@ -29,7 +24,7 @@ def _analyzer() -> Analyzer:
 
 
 @blueprint.before_request
-def _authenticate() -> None:
+def authenticate() -> None:
     """Require ``Authorization: Bearer <API_KEY>`` when an API key is configured."""
     key = state().settings.http.api_key.value
     if key:
@@ -49,25 +44,34 @@ def require_bearer(header: str, key: str) -> None:
 
 @blueprint.post("/diarize")
 def diarize() -> Response:
-    """Who spoke when: JSON segments, or RTTM with ``Accept: text/rttm`` / ``format=rttm``."""
-    upload = _single_file()
-    options = options_from_form(request.form, tasks=frozenset({Task.DIARIZATION, Task.VAD}))
-    rttm = _wants_rttm()
+    """Who spoke when: JSON segments, or RTTM with ``Accept: text/rttm`` / ``format=rttm``.
+
+    With a ``transcript`` part, the JSON gains the transcript with a speaker on every
+    segment and word, and ``diarized_json``, ``srt`` and ``vtt`` carry it (see ``outputs``).
+    """
+    upload = single_file()
+    fmt = outputs.requested_format()
+    transcript = outputs.transcript_part()
+    options = outputs.with_transcript(options_from_form(request.form, tasks=ALL_TASKS), transcript)
     result = _analyzer().analyze(upload.stream, options, job_id=g.request_id)
-    if rttm:
-        return Response(to_rttm(result, rttm_uri(upload.filename or "audio")), mimetype=RTTM_MIMETYPE)
-    return jsonify(diarization_json(result))
+    if fmt != "json":
+        return outputs.render(fmt, result, transcript, rttm_uri(upload.filename or "audio"))
+    body = diarization_json(result)
+    if transcript is not None:
+        body["transcript"] = to_json(outputs.attributed(result, transcript))
+    return jsonify(body)
 
 
 @blueprint.post("/vad")
 def vad() -> Response:
     """Where there is speech: JSON speech segments."""
-    upload = _single_file()
+    upload = single_file()
     result = _analyzer().analyze(upload.stream, JobOptions(tasks=frozenset({Task.VAD})), job_id=g.request_id)
     return jsonify(vad_json(result))
 
 
-def _single_file() -> FileStorage:
+def single_file() -> FileStorage:
+    """The one ``file`` part of a multipart request; 415 or 400 otherwise."""
     if request.mimetype != "multipart/form-data":
         raise UnsupportedMediaTypeError(
             f"send the audio as multipart/form-data with a 'file' field, not {request.mimetype or 'no content type'}"
@@ -76,15 +80,6 @@ def _single_file() -> FileStorage:
     if len(files) != 1:
         raise MissingFileError(f"expected exactly one 'file' field, got {len(files)}")
     return files[0]
-
-
-def _wants_rttm() -> bool:
-    fmt = (request.args.get("format") or request.form.get("format") or "").lower()
-    if fmt:
-        if fmt not in {"json", "rttm"}:
-            raise InvalidRequestError(f"format must be json or rttm, got {fmt!r}")
-        return fmt == "rttm"
-    return request.accept_mimetypes.best_match(["application/json", RTTM_MIMETYPE]) == RTTM_MIMETYPE
 
 
 def options_from_form(form: MultiDict[str, str], tasks: frozenset[Task]) -> JobOptions:

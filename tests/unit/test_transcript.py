@@ -112,8 +112,12 @@ def test_openai_words_are_placed_in_their_segments_and_attributed() -> None:
         ["Indeed"],
     ]
     assert [w["speaker"] for w in to_json(attributed)["words"]] == [
-        "SPEAKER_00", "SPEAKER_00", "SPEAKER_01", "SPEAKER_01", "SPEAKER_00",
-    ]  # fmt: skip
+        "SPEAKER_00",
+        "SPEAKER_00",
+        "SPEAKER_01",
+        "SPEAKER_01",
+        "SPEAKER_00",
+    ]
 
 
 def test_a_segment_spanning_two_speakers_takes_the_speaker_of_most_of_its_words() -> None:
