@@ -32,7 +32,7 @@ from prometheus_client import Counter
 
 from consumer import codec
 from consumer.config import KafkaSettings, Settings, from_environment
-from consumer.errors import InvalidEventError, ServiceError, UnsupportedEventError
+from consumer.errors import EngineBrokenError, InvalidEventError, ServiceError, UnsupportedEventError
 from consumer.event_job import EventJob
 from consumer.events import AudioJobRequested, JobFailed, JobOutcome, JobProgressed
 from consumer.kafka_records import Record, coordinates, dead_letter_record, headers_of, result_record, where
@@ -104,6 +104,7 @@ class KafkaWorker:
         self._stopping = threading.Event()
         self._grace_deadline = float("inf")
         self._paused = False
+        self.exit_code = 0  # what main() returns after run(): non-zero when the engine broke
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -187,6 +188,12 @@ class KafkaWorker:
                 return self._while_polling(lambda: self.event_job.handle(request, progress=self._publish_progress))
             except _Abandoned:
                 log.warning("job abandoned at shutdown", extra={"event_id": request.input.id})
+                return None
+            except EngineBrokenError:
+                # the process is at fault, not the input: leave it uncommitted, stop, exit non-zero
+                log.critical("engine broken; the consumer stops", extra={"event_id": request.input.id})
+                self.exit_code = 3
+                self.stop()
                 return None
             except ServiceError as exc:  # handle() raises retryable errors only
                 attempt += 1
@@ -390,7 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     service = build_service(settings)
     heartbeat = Heartbeat()
     probes = ProbeServer(
-        "0.0.0.0", settings.kafka.probe_port, heartbeat, service.engine, settings.kafka.liveness_timeout_seconds
+        "0.0.0.0",
+        settings.kafka.probe_port,
+        heartbeat,
+        service.engine,
+        settings.kafka.liveness_timeout_seconds,
+        store=service.store_health,
     )
     probes.start()
     worker = KafkaWorker(settings, service.event_job, heartbeat)
@@ -406,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_beating.set()
     worker.run()
     probes.close()
-    return 0
+    return worker.exit_code
 
 
 def _beat_until(heartbeat: Heartbeat, done: threading.Event) -> None:
