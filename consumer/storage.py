@@ -7,7 +7,7 @@ failure becomes one of the project's errors, and who is at fault decides which:
 - the input: its object is missing or forbidden (permanent);
 - the service: the store is unreachable or failing, refuses the service's own credentials
   or clock, or refuses anything in the service's own results bucket (retryable, and
-  ``health`` reports it to ``/ready`` until a call succeeds again).
+  ``health`` reports it to ``/ready`` until the same kind of call succeeds again).
 
 Result objects live at ``<prefix><bucket>/<key>/<digest>.json`` and
 ``<prefix><bucket>/<key>/<digest>.<run>.rttm`` (see ``locate``): one location per source
@@ -26,7 +26,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Literal, TypeVar
 
 import certifi
 import urllib3
@@ -50,6 +50,7 @@ from consumer.events import ObjectRef, ResultLocation, is_acceptable_key
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Use = Literal["audio", "result read", "result write"]  # kinds of calls, each healthy or not on its own
 _MISSING = {"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NoSuchObject", "ResourceNotFound"}
 _DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidObjectState"}
 # The store refuses the service, not the request: rotated, disabled or expired credentials,
@@ -73,27 +74,35 @@ RESULT_DIGEST = "result-digest"
 
 
 class StoreHealth:
-    """Whether the object store served the service's last call; thread-safe."""
+    """Whether the object store served the service's last call of each kind; thread-safe.
+
+    Kinds are kept apart so that a store that reads but refuses result writes stays failing
+    while a retried job reads successfully before it writes again.
+    """
 
     def __init__(self) -> None:
-        self._failure: ServiceError | None = None
+        self._failures: dict[Use, ServiceError] = {}
         self._guard = threading.Lock()
 
     @property
     def failure(self) -> ServiceError | None:
-        """The service fault of the last call (``StorageUnavailableError``), or None if it was served."""
+        """A service fault (``StorageUnavailableError``) of the last call of some kind, or None."""
         with self._guard:
-            return self._failure
+            return next(iter(self._failures.values()), None)
 
-    def record(self, failure: ServiceError | None) -> None:
+    def record(self, use: Use, failure: ServiceError | None) -> None:
         """Note the outcome of a call: a service fault, or None when the store answered."""
         with self._guard:
-            if (failure is None) != (self._failure is None):
-                if failure is None:
-                    log.info("the object store serves again")
-                else:
-                    log.warning("the object store fails", extra={"error_code": failure.code, "error": failure.message})
-            self._failure = failure
+            before = bool(self._failures)
+            if failure is None:
+                self._failures.pop(use, None)
+            else:
+                self._failures[use] = failure
+            after = bool(self._failures)
+        if after and not before and failure is not None:
+            log.warning("the object store fails", extra={"error_code": failure.code, "error": failure.message})
+        elif before and not after:
+            log.info("the object store serves again")
 
 
 class ObjectStore:
@@ -109,14 +118,20 @@ class ObjectStore:
     def stat(self, ref: ObjectRef) -> ObjectRef:
         """``ref`` completed with the object's current etag, size and version."""
         try:
-            info = self._call(lambda: self.client.stat_object(ref.bucket, ref.key, version_id=ref.version_id), ref)
+            info = self._call(
+                lambda: self.client.stat_object(ref.bucket, ref.key, version_id=ref.version_id), ref, "audio"
+            )
         except AccessDeniedError:
             # A HEAD answer has no body, so minio-py calls every 403 AccessDenied: a forbidden
             # object, but also rotated credentials or a skewed clock. A GET of the same object
             # carries the store's real error code (its body is never read).
-            self._call(lambda: self._close(self.client.get_object(ref.bucket, ref.key, version_id=ref.version_id)), ref)
+            self._call(
+                lambda: self._close(self.client.get_object(ref.bucket, ref.key, version_id=ref.version_id)),
+                ref,
+                "audio",
+            )
             error = StorageUnavailableError(f"the store denied a HEAD of {ref.bucket}/{ref.key} but allowed its GET")
-            raise self._failed(error) from None
+            raise self._failed("audio", error) from None
         return ObjectRef(
             ref.bucket, ref.key, info.version_id or ref.version_id, (info.etag or "").strip('"'), info.size
         )
@@ -133,6 +148,7 @@ class ObjectStore:
             response = self._call(
                 lambda: self.client.get_object(ref.bucket, ref.key, version_id=ref.version_id, request_headers=pin),
                 ref,
+                "audio",
             )
             try:
                 received = 0
@@ -142,9 +158,10 @@ class ObjectStore:
                         raise PayloadTooLargeError(f"the object is larger than {max_bytes} bytes")
                     sink.write(chunk)
             except OSError as exc:
-                raise self._failed(_os_error(exc)) from exc
+                raise self._failed("audio", _os_error(exc)) from exc
             except (urllib3.exceptions.HTTPError, ssl.SSLError) as exc:
-                raise self._failed(StorageUnavailableError(f"reading {ref.bucket}/{ref.key} failed: {exc}")) from exc
+                error = StorageUnavailableError(f"reading {ref.bucket}/{ref.key} failed: {exc}")
+                raise self._failed("audio", error) from exc
             finally:
                 self._close(response)
             sink.seek(0)
@@ -178,14 +195,17 @@ class ObjectStore:
             return None
         where = ObjectRef(location.bucket, location.json_key)
         try:
-            response = self._call(lambda: self.client.get_object(location.bucket, location.json_key), where, own=True)
+            response = self._call(
+                lambda: self.client.get_object(location.bucket, location.json_key), where, "result read"
+            )
         except ObjectNotFoundError:
             return None
         try:
             metadata = {k.lower().removeprefix("x-amz-meta-"): v for k, v in response.headers.items()}
             body = response.read()
         except (urllib3.exceptions.HTTPError, ssl.SSLError, OSError) as exc:
-            raise self._failed(StorageUnavailableError(f"reading {location.json_key} failed: {exc}")) from exc
+            error = StorageUnavailableError(f"reading {location.json_key} failed: {exc}")
+            raise self._failed("result read", error) from exc
         finally:
             self._close(response)
         if metadata.get(SOURCE_ETAG) != source.etag or metadata.get(RESULT_DIGEST) != digest:
@@ -216,28 +236,30 @@ class ObjectStore:
                 bucket, key, io.BytesIO(body), len(body), content_type=content_type, metadata=metadata
             ),
             ObjectRef(bucket, key),
-            own=True,
+            "result write",
         )
 
     # --- error mapping -------------------------------------------------------------------
 
-    def _call(self, action: Callable[[], T], ref: ObjectRef, *, own: bool = False) -> T:
-        """``action()``, its failure as the project's error; ``own``: a call on the results bucket."""
+    def _call(self, action: Callable[[], T], ref: ObjectRef, use: Use) -> T:
+        """``action()``, a call of kind ``use``, its failure as the project's error."""
         try:
             result = action()
         except S3Error as exc:
-            raise self._failed(_s3_error(exc, f"{ref.bucket}/{ref.key}", own=own)) from exc
+            raise self._failed(use, _s3_error(exc, f"{ref.bucket}/{ref.key}", own=use != "audio")) from exc
         except (urllib3.exceptions.HTTPError, ServerError, InvalidResponseError, ssl.SSLError) as exc:
             error = StorageUnavailableError(f"the object store is unavailable: {type(exc).__name__}: {exc}")
-            raise self._failed(error) from exc
+            raise self._failed(use, error) from exc
         except OSError as exc:
-            raise self._failed(_os_error(exc)) from exc
-        self.health.record(None)
+            raise self._failed(use, _os_error(exc)) from exc
+        self.health.record(use, None)
         return result
 
-    def _failed(self, error: ServiceError) -> ServiceError:
-        """``error``, noted in ``health``: a service fault, or an answer of a working store."""
-        self.health.record(error if isinstance(error, StorageUnavailableError) else None)
+    def _failed(self, use: Use, error: ServiceError) -> ServiceError:
+        """``error``, noted in ``health`` if it is a service fault. Other errors say nothing
+        about the store's health: a HEAD's ``AccessDenied`` may well be rotated credentials."""
+        if isinstance(error, StorageUnavailableError):
+            self.health.record(use, error)
         return error
 
     @staticmethod
