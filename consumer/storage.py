@@ -179,7 +179,8 @@ class ObjectStore:
         """
         if not is_acceptable_key(ref.key):
             raise InvalidEventError("the object key is not acceptable")
-        base = f"{self.settings.results_prefix}{ref.bucket}/{ref.key}/{digest}"
+        # a leading "/" would make an empty path segment, which the store refuses in a key
+        base = f"{self.settings.results_prefix}{ref.bucket}/{ref.key.lstrip('/')}/{digest}"
         location = ResultLocation(self.settings.results_bucket, f"{base}.json", f"{base}.{uuid.uuid4().hex[:16]}.rttm")
         if len(location.rttm_key.encode()) > _MAX_KEY_BYTES:
             raise InvalidEventError(f"the object key is too long: its result key would exceed {_MAX_KEY_BYTES} bytes")

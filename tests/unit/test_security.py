@@ -30,7 +30,7 @@ DIGEST = "0123456789abcdef0123456789abcdef"
     ("key", "expected"),
     [
         ("calls/a.wav", "results/audio/calls/a.wav"),
-        ("/etc/passwd", "results/audio//etc/passwd"),
+        ("/etc/passwd", "results/audio/etc/passwd"),
         ("..a/b..", "results/audio/..a/b.."),
         ("a%2F..%2Fb", "results/audio/a%2F..%2Fb"),
     ],
