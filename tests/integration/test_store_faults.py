@@ -20,6 +20,10 @@ import requests
 from minio.credentials import StaticProvider
 from minio.minioadmin import MinioAdmin
 
+from consumer.config import Secret, StorageSettings
+from consumer.errors import AccessDeniedError, StoreCredentialsError
+from consumer.events import ObjectRef
+from consumer.storage import ObjectStore
 from tests.support.conversation import conversation
 from tests.support.faults import COMPLETED, FAILED, Figures, Inputs, Job, answers, check_outcome, result_objects
 
@@ -228,3 +232,49 @@ def test_a_corrupt_stored_result_is_computed_again(stack, start_consumer, reader
         assert stored["segments"] == done.data["segments"] and stored["input"]["id"] == again.event_id
     assert consumer.log_lines().count("stored result is corrupt; computing it again") == 2
     assert len([name for name in result_objects(stack, first) if name.endswith(".json")]) == 1
+
+
+def test_a_head_denied_is_told_apart_by_the_store_s_real_answer(stack, store_user):
+    """Straight on ``ObjectStore``: a HEAD answer has no body, so both a forbidden object and
+    a disabled user give minio-py's ``AccessDenied``; the store's GET answer tells them apart."""
+    forbidden_prefix = f"forbidden-{uuid.uuid4().hex[:6]}"
+    deny = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{stack.env['S3_UPLOAD_BUCKET']}/{forbidden_prefix}/*"],
+            }
+        ],
+    }
+    policy = f"deny-{forbidden_prefix}"
+    store_user.admin.policy_add(policy, policy=deny)
+    store_user.admin.attach_policy([policy], user=store_user.name)
+    store = ObjectStore(
+        StorageSettings(
+            endpoint=stack.env["S3_ENDPOINT"],
+            access_key=Secret(store_user.name),
+            secret_key=Secret(store_user.secret),
+        )
+    )
+    upload_bucket = stack.env["S3_UPLOAD_BUCKET"]
+    readable, forbidden = f"store/{uuid.uuid4().hex[:6]}/a.wav", f"{forbidden_prefix}/a.wav"
+    for key in (readable, forbidden):
+        stack.upload(key, b"RIFF")
+    try:
+        assert store.stat(ObjectRef(upload_bucket, readable)).etag
+        with pytest.raises(AccessDeniedError) as denied:
+            store.stat(ObjectRef(upload_bucket, forbidden))
+        assert not denied.value.retryable and store.health.failure is None
+        store_user.admin.user_disable(store_user.name)
+        with pytest.raises(StoreCredentialsError) as refused:
+            store.stat(ObjectRef(upload_bucket, readable))
+        assert refused.value.retryable and "InvalidAccessKeyId" in refused.value.message
+        assert store.health.failure is refused.value
+        store_user.admin.user_enable(store_user.name)
+        assert store.stat(ObjectRef(upload_bucket, readable)).etag and store.health.failure is None
+    finally:
+        store_user.admin.user_enable(store_user.name)
+        store_user.admin.detach_policy([policy], user=store_user.name)
+        store_user.admin.policy_remove(policy)
