@@ -49,6 +49,7 @@ RETRIES = Counter("kafka_retries_total", "Backoffs before retrying, by reason", 
 
 _POLL_SECONDS = 0.2  # while a job runs: keeps the group membership and the heartbeat alive
 _PAUSE_AFTER_SECONDS = 2.0  # jobs running longer than this are polled for, partitions paused
+EXIT_ENGINE_BROKEN = 3  # the process's exit code when the engine broke (README: troubleshooting)
 
 
 class _Abandoned(Exception):
@@ -192,7 +193,7 @@ class KafkaWorker:
             except EngineBrokenError:
                 # the process is at fault, not the input: leave it uncommitted, stop, exit non-zero
                 log.critical("engine broken; the consumer stops", extra={"event_id": request.input.id})
-                self.exit_code = 3
+                self.exit_code = EXIT_ENGINE_BROKEN
                 self.stop()
                 return None
             except ServiceError as exc:  # handle() raises retryable errors only
