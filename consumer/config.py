@@ -135,6 +135,8 @@ class EngineSettings:
     embedding_batch_size: int = env("EMBEDDING_BATCH_SIZE", 0)
     warmup: bool = env("MODEL_WARMUP", True)
     torch_threads: int = env("TORCH_NUM_THREADS", 0)  # 0: torch's default
+    # this many inference failures in a row, on different inputs, and the engine reports itself broken
+    max_consecutive_failures: int = env("ENGINE_MAX_CONSECUTIVE_FAILURES", 3, minimum=1)
 
 
 @dataclass(frozen=True, slots=True)

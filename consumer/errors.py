@@ -183,6 +183,21 @@ class StorageUnavailableError(ServiceError):
     http_status = 503
 
 
+class StoreCredentialsError(StorageUnavailableError):
+    """The object store refuses the service itself: its credentials were rotated, disabled or
+    expired, or its clock is off. No input is at fault; the job succeeds once that is fixed."""
+
+    code = "storage_credentials_rejected"
+
+
+class ObjectChangedError(ServiceError):
+    """The object was replaced between its stat and its download: the job starts again."""
+
+    code = "object_changed"
+    retryable = True
+    http_status = 503
+
+
 class PublishError(ServiceError):
     """A result could not be published (broker or sink unavailable)."""
 
@@ -206,3 +221,12 @@ class InferenceError(ServiceError):
 
     code = "inference_failed"
     http_status = 500
+
+
+class EngineBrokenError(ServiceError):
+    """The engine failed on several different inputs in a row: the process is at fault, not
+    the inputs. It serves nothing more; a Kafka consumer exits to be restarted."""
+
+    code = "engine_broken"
+    retryable = True
+    http_status = 503

@@ -1,9 +1,10 @@
 """``EventJob``: one requested job to its outcome, for the event doors (Kafka and Knative).
 
-Stat the object, reuse a stored result of the same object version and options, else fetch
-it, run it through the ``Analyzer``, store the result objects and return the outcome to
-publish. It knows nothing about Kafka, HTTP or CloudEvents; the object store is any
-``ResultStore``.
+Stat the object, reuse a stored result of the same object version, options and model, else
+fetch it, run it through the ``Analyzer``, store the result objects and return the outcome
+to publish. A result computed but not stored (the store failed) is kept in memory and
+stored by the retry, without running the model again. It knows nothing about Kafka, HTTP
+or CloudEvents; the object store is any ``ResultStore``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -20,7 +22,13 @@ from typing import IO, Any, Protocol
 from consumer import metrics
 from consumer.analyzer import Analyzer, Reservation
 from consumer.config import EventSettings
-from consumer.errors import AccessDeniedError, ModelNotReadyError, PayloadTooLargeError, ServiceError
+from consumer.errors import (
+    AccessDeniedError,
+    EngineBrokenError,
+    ModelNotReadyError,
+    PayloadTooLargeError,
+    ServiceError,
+)
 from consumer.events import (
     AudioJobRequested,
     DiarizationCompleted,
@@ -40,8 +48,9 @@ class ResultStore(Protocol):
     """Where event jobs read audio and keep results (``consumer.storage.ObjectStore``).
 
     Every method blocks on the store and raises the project's errors: ``ObjectNotFoundError``
-    and ``AccessDeniedError`` (permanent), ``InvalidEventError`` for a name the store cannot
-    take, ``StorageUnavailableError`` (retryable) for anything else.
+    and ``AccessDeniedError`` (permanent: the input's object), ``InvalidEventError`` for a
+    name the store cannot take, ``StorageUnavailableError`` (retryable) for anything else,
+    including whatever goes wrong in the results bucket: that is never the input's fault.
     """
 
     def stat(self, ref: ObjectRef) -> ObjectRef:
@@ -49,21 +58,24 @@ class ResultStore(Protocol):
         ...
 
     def open(self, ref: ObjectRef, max_bytes: int) -> AbstractContextManager[IO[bytes]]:
-        """The object's bytes as a seekable file; ``PayloadTooLargeError`` past ``max_bytes``."""
+        """The bytes of the version ``stat`` returned, as a seekable file; ``PayloadTooLargeError``
+        past ``max_bytes``, ``ObjectChangedError`` (retryable) if the object was replaced since."""
         ...
 
-    def locate(self, ref: ObjectRef) -> ResultLocation:
-        """Where the result objects of ``ref`` are kept."""
+    def locate(self, ref: ObjectRef, digest: str) -> ResultLocation:
+        """Where one run computing ``ref`` with the settings ``digest`` names keeps its result:
+        one JSON location per (object, version, digest), and an RTTM of this run's own."""
         ...
 
-    def find_result(self, location: ResultLocation, source: ObjectRef, options_digest: str) -> dict[str, Any] | None:
-        """The stored document computed from this version of ``source`` with these options, or ``None``."""
+    def find_result(self, location: ResultLocation, source: ObjectRef, digest: str) -> dict[str, Any] | None:
+        """The sound stored document computed from this version of ``source`` with these
+        settings, or ``None`` (also when ``source`` has no etag, or the stored one is corrupt)."""
         ...
 
     def write_result(
-        self, location: ResultLocation, source: ObjectRef, options_digest: str, document: dict[str, Any], rttm: str
+        self, location: ResultLocation, source: ObjectRef, digest: str, document: dict[str, Any], rttm: str
     ) -> None:
-        """Store the RTTM and the JSON document of one run."""
+        """Store the RTTM, then the JSON document (which names it) of one run."""
         ...
 
 
@@ -78,12 +90,17 @@ class EventJob:
         allowed_buckets: frozenset[str],
         events: EventSettings = EventSettings(),
         model_name: str = "",
+        model_fingerprint: Callable[[], str] = lambda: "",
     ) -> None:
+        """``model_fingerprint`` hashes the model's content; called once a job runs (the model is loaded)."""
         self.analyzer = analyzer
         self.store = store
         self.allowed_buckets = allowed_buckets
         self.events = events
         self.model_name = model_name
+        self.model_fingerprint = model_fingerprint
+        self._unstored: dict[str, _Unstored] = {}  # by JSON key: computed, not stored yet
+        self._unstored_guard = threading.Lock()
 
     @property
     def ready(self) -> bool:
@@ -134,27 +151,61 @@ class EventJob:
         if request.object.bucket not in self.allowed_buckets:
             raise AccessDeniedError(f"bucket {request.object.bucket!r} is not one this service reads")
         if not self.analyzer.ready:
-            raise ModelNotReadyError("the model is still loading")
+            broken = self.analyzer.engine.error
+            raise broken if isinstance(broken, EngineBrokenError) else ModelNotReadyError("the model is still loading")
         limits = self.analyzer.limits
         obj = self.store.stat(request.object)
         if obj.size is not None and obj.size > limits.max_bytes:
             raise PayloadTooLargeError(f"the object is larger than {limits.max_bytes} bytes")
         request = dataclasses.replace(request, object=obj)
-        location = self.store.locate(obj)
-        digest = options_digest(request.options, self.model_name)
+        try:
+            fingerprint = self.model_fingerprint()
+        except ServiceError as exc:  # the model's files went away under a loaded model
+            raise EngineBrokenError(f"the model's content cannot be fingerprinted: {exc.message}") from exc
+        digest = result_digest(obj, request.options, self.model_name, fingerprint)
+        location = self.store.locate(obj, digest)
         stored = self.store.find_result(location, obj, digest)
         if stored is not None:
             metrics.JOBS.labels("event", "reused").inc()
             return DiarizationCompleted(request, {**stored, "reused": True})
 
-        throttle = _Throttle(self.events, request, progress)
-        with self.store.open(obj, limits.max_bytes) as audio:
-            result = self.analyzer.analyze(
-                audio, request.options, job_id=request.input.id, progress=throttle, reservation=reservation
-            )
-        document = result_document(request.input, obj, request.options, result, self.model_name, location)
-        self.store.write_result(location, obj, digest, document, to_rttm(result, rttm_uri(obj.key)))
-        return DiarizationCompleted(request, document)
+        with self._unstored_guard:
+            unstored = self._unstored.get(location.json_key)
+        if unstored is None or unstored.source != obj:
+            throttle = _Throttle(self.events, request, progress)
+            with self.store.open(obj, limits.max_bytes) as audio:
+                result = self.analyzer.analyze(
+                    audio, request.options, job_id=request.input.id, progress=throttle, reservation=reservation
+                )
+            document = result_document(request.input, obj, request.options, result, self.model_name, location)
+            unstored = _Unstored(obj, location, document, to_rttm(result, rttm_uri(obj.key)))
+            self._keep_unstored(unstored)
+        else:
+            log.info("storing a result computed before the store failed", extra={"key": location.json_key})
+        self.store.write_result(unstored.location, obj, digest, unstored.document, unstored.rttm)
+        with self._unstored_guard:
+            self._unstored.pop(location.json_key, None)
+        return DiarizationCompleted(request, unstored.document)
+
+    def _keep_unstored(self, unstored: _Unstored) -> None:
+        """Remember a computed result until it is stored, so that a retry does not compute it again."""
+        with self._unstored_guard:
+            self._unstored[unstored.location.json_key] = unstored
+            while len(self._unstored) > _MAX_UNSTORED:  # the oldest is recomputed if it comes back
+                del self._unstored[next(iter(self._unstored))]
+
+
+_MAX_UNSTORED = 8  # results kept in memory while the store fails (one per job in flight is enough)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Unstored:
+    """A computed result the store has not taken yet."""
+
+    source: ObjectRef
+    location: ResultLocation
+    document: dict[str, Any]
+    rttm: str
 
 
 class _Throttle:
@@ -175,9 +226,17 @@ class _Throttle:
             self._sink(JobProgressed(self._request, fraction, audio_seconds))
 
 
-def options_digest(options: JobOptions, model: str) -> str:
-    """Identifies what a stored result was computed with: the options and the model."""
-    canonical = json.dumps({"options": options.to_dict(), "model": model}, sort_keys=True)
+def result_digest(source: ObjectRef, options: JobOptions, model: str, model_fingerprint: str) -> str:
+    """Identifies what a result is computed from: the object version, the options, the model's
+    name and content (``consumer.engine.fingerprint``). Names its result location."""
+    canonical = json.dumps(
+        {
+            "object": [source.bucket, source.key, source.version_id, source.etag],
+            "options": options.to_dict(),
+            "model": [model, model_fingerprint],
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 

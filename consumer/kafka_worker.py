@@ -32,7 +32,7 @@ from prometheus_client import Counter
 
 from consumer import codec
 from consumer.config import KafkaSettings, Settings, from_environment
-from consumer.errors import InvalidEventError, ServiceError, UnsupportedEventError
+from consumer.errors import EngineBrokenError, InvalidEventError, ServiceError, UnsupportedEventError
 from consumer.event_job import EventJob
 from consumer.events import AudioJobRequested, JobFailed, JobOutcome, JobProgressed
 from consumer.kafka_records import Record, coordinates, dead_letter_record, headers_of, result_record, where
@@ -49,6 +49,7 @@ RETRIES = Counter("kafka_retries_total", "Backoffs before retrying, by reason", 
 
 _POLL_SECONDS = 0.2  # while a job runs: keeps the group membership and the heartbeat alive
 _PAUSE_AFTER_SECONDS = 2.0  # jobs running longer than this are polled for, partitions paused
+EXIT_ENGINE_BROKEN = 3  # the process's exit code when the engine broke (README: troubleshooting)
 
 
 class _Abandoned(Exception):
@@ -104,6 +105,7 @@ class KafkaWorker:
         self._stopping = threading.Event()
         self._grace_deadline = float("inf")
         self._paused = False
+        self.exit_code = 0  # what main() returns after run(): non-zero when the engine broke
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -187,6 +189,12 @@ class KafkaWorker:
                 return self._while_polling(lambda: self.event_job.handle(request, progress=self._publish_progress))
             except _Abandoned:
                 log.warning("job abandoned at shutdown", extra={"event_id": request.input.id})
+                return None
+            except EngineBrokenError:
+                # the process is at fault, not the input: leave it uncommitted, stop, exit non-zero
+                log.critical("engine broken; the consumer stops", extra={"event_id": request.input.id})
+                self.exit_code = EXIT_ENGINE_BROKEN
+                self.stop()
                 return None
             except ServiceError as exc:  # handle() raises retryable errors only
                 attempt += 1
@@ -390,7 +398,12 @@ def main(argv: list[str] | None = None) -> int:
     service = build_service(settings)
     heartbeat = Heartbeat()
     probes = ProbeServer(
-        "0.0.0.0", settings.kafka.probe_port, heartbeat, service.engine, settings.kafka.liveness_timeout_seconds
+        "0.0.0.0",
+        settings.kafka.probe_port,
+        heartbeat,
+        service.engine,
+        settings.kafka.liveness_timeout_seconds,
+        store=service.store_health,
     )
     probes.start()
     worker = KafkaWorker(settings, service.event_job, heartbeat)
@@ -406,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_beating.set()
     worker.run()
     probes.close()
-    return 0
+    return worker.exit_code
 
 
 def _beat_until(heartbeat: Heartbeat, done: threading.Event) -> None:

@@ -2,7 +2,8 @@
 
 Liveness follows a heartbeat: the worker calls ``beat()`` on every turn of its loop
 (at least once a second, also while a job runs), so ``/health`` turns 503 when the loop
-is stuck, and Kubernetes restarts the pod.
+is stuck, and Kubernetes restarts the pod. Readiness follows the engine (loaded, warm, not
+broken) and, for a worker that needs it, the object store (serving the service's calls).
 """
 
 from __future__ import annotations
@@ -11,22 +12,30 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from consumer import metrics
 from consumer.engine import Engine
 
+if TYPE_CHECKING:
+    from consumer.storage import StoreHealth
 
-def readiness(engine: Engine) -> tuple[int, dict[str, object]]:
+
+def readiness(engine: Engine, store: StoreHealth | None = None) -> tuple[int, dict[str, object]]:
     """``/ready``'s status and body: 200 once the model is loaded and warm, 503 while it
-    loads or after loading failed (with the error)."""
+    loads, after loading failed or the engine broke (with the error), and while ``store``
+    (if given) fails the service's calls (``{"status": "storage_unavailable", "error"}``)."""
     metrics.MODEL_READY.set(1 if engine.ready else 0)
-    if engine.ready:
-        return 200, {"status": "ready"}
-    if engine.error is not None:
-        return 503, {"status": "failed", "error": engine.error.to_dict()}
-    return 503, {"status": "loading"}
+    if not engine.ready:
+        if engine.error is not None:
+            return 503, {"status": "failed", "error": engine.error.to_dict()}
+        return 503, {"status": "loading"}
+    failure = None if store is None else store.failure
+    if failure is not None:
+        return 503, {"status": "storage_unavailable", "error": failure.to_dict()}
+    return 200, {"status": "ready"}
 
 
 class Heartbeat:
@@ -47,8 +56,17 @@ class Heartbeat:
 class ProbeServer:
     """``/health``, ``/ready`` and ``/metrics`` on ``host:port``, served from a daemon thread."""
 
-    def __init__(self, host: str, port: int, heartbeat: Heartbeat, engine: Engine, stale_after: float) -> None:
-        self._server = ThreadingHTTPServer((host, port), self._handler_class(heartbeat, engine, stale_after))
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        heartbeat: Heartbeat,
+        engine: Engine,
+        stale_after: float,
+        store: StoreHealth | None = None,
+    ) -> None:
+        handler = self._handler_class(heartbeat, engine, stale_after, store)
+        self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
 
@@ -62,7 +80,7 @@ class ProbeServer:
         self._server.server_close()
 
     @staticmethod
-    def _handler_class(heartbeat: Heartbeat, engine: Engine, stale_after: float) -> type:
+    def _handler_class(heartbeat: Heartbeat, engine: Engine, stale_after: float, store: StoreHealth | None) -> type:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path == "/health":
@@ -72,7 +90,7 @@ class ProbeServer:
                         200 if ok else 503, {"status": "healthy" if ok else "stuck", "loop_age_seconds": round(age, 1)}
                     )
                 elif self.path == "/ready":
-                    self._json(*readiness(engine))
+                    self._json(*readiness(engine, store))
                 elif self.path == "/metrics":
                     metrics.MODEL_READY.set(1 if engine.ready else 0)
                     self._send(200, generate_latest(), CONTENT_TYPE_LATEST)

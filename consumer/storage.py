@@ -1,10 +1,17 @@
 """The object store: audio in, result objects out, over the S3 API (MinIO's client).
 
 Audio is streamed into a spooled temporary file with a size cap, never read whole into
-memory when large. Result objects carry the source's etag and an options digest in
-their metadata, which makes a repeated job recognisable (idempotency). Every storage
-failure becomes one of the project's errors: missing or forbidden objects are permanent,
-anything else (connection refused, 5xx, a full temp disk) is retryable.
+memory when large, and pinned to the etag (and version) its stat returned. Every storage
+failure becomes one of the project's errors, and who is at fault decides which:
+
+- the input: its object is missing or forbidden (permanent);
+- the service: the store is unreachable or failing, refuses the service's own credentials
+  or clock, or refuses anything in the service's own results bucket (retryable, and
+  ``health`` reports it to ``/ready`` until the same kind of call succeeds again).
+
+Result objects live at ``<prefix><bucket>/<key>/<digest>.json`` and
+``<prefix><bucket>/<key>/<digest>.<run>.rttm`` (see ``locate``): one location per source
+object, version, options and model, and one RTTM per run, named by the JSON it goes with.
 """
 
 from __future__ import annotations
@@ -15,35 +22,87 @@ import json
 import logging
 import ssl
 import tempfile
+import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Literal, TypeVar
 
 import certifi
 import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
+import schemas
 from consumer.config import StorageSettings
 from consumer.errors import (
     AccessDeniedError,
     InvalidEventError,
+    ObjectChangedError,
     ObjectNotFoundError,
     PayloadTooLargeError,
     ServiceError,
     StorageUnavailableError,
+    StoreCredentialsError,
 )
 from consumer.events import ObjectRef, ResultLocation, is_acceptable_key
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Use = Literal["audio", "result read", "result write"]  # kinds of calls, each healthy or not on its own
 _MISSING = {"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NoSuchObject", "ResourceNotFound"}
-_DENIED = {"AccessDenied", "AllAccessDisabled", "AccountProblem", "InvalidObjectState"}
+_DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidObjectState"}
+# The store refuses the service, not the request: rotated, disabled or expired credentials,
+# a skewed clock, a wrong region. Retrying succeeds once an operator fixed the service.
+_REFUSES_THE_SERVICE = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "RequestTimeTooSkewed",
+    "AccountProblem",
+    "AuthorizationHeaderMalformed",
+    "InvalidSecurity",
+}
 _SPOOL_IN_MEMORY = 32 * 1024 * 1024  # larger downloads go to a temporary file
 _CHUNK = 1024 * 1024
+_MAX_KEY_BYTES = 1024  # S3's limit on an object key
 SOURCE_ETAG = "source-etag"
-OPTIONS_DIGEST = "options-digest"
+RESULT_DIGEST = "result-digest"
+
+
+class StoreHealth:
+    """Whether the object store served the service's last call of each kind; thread-safe.
+
+    Kinds are kept apart so that a store that reads but refuses result writes stays failing
+    while a retried job reads successfully before it writes again.
+    """
+
+    def __init__(self) -> None:
+        self._failures: dict[Use, ServiceError] = {}
+        self._guard = threading.Lock()
+
+    @property
+    def failure(self) -> ServiceError | None:
+        """A service fault (``StorageUnavailableError``) of the last call of some kind, or None."""
+        with self._guard:
+            return next(iter(self._failures.values()), None)
+
+    def record(self, use: Use, failure: ServiceError | None) -> None:
+        """Note the outcome of a call: a service fault, or None when the store answered."""
+        with self._guard:
+            before = bool(self._failures)
+            if failure is None:
+                self._failures.pop(use, None)
+            else:
+                self._failures[use] = failure
+            after = bool(self._failures)
+        if after and not before and failure is not None:
+            log.warning("the object store fails", extra={"error_code": failure.code, "error": failure.message})
+        elif before and not after:
+            log.info("the object store serves again")
 
 
 class ObjectStore:
@@ -52,21 +111,45 @@ class ObjectStore:
     def __init__(self, settings: StorageSettings, client: Minio | None = None) -> None:
         self.settings = settings
         self.client = client or _client(settings)
+        self.health = StoreHealth()
 
     # --- audio ---------------------------------------------------------------------------
 
     def stat(self, ref: ObjectRef) -> ObjectRef:
         """``ref`` completed with the object's current etag, size and version."""
-        info = self._call(lambda: self.client.stat_object(ref.bucket, ref.key, version_id=ref.version_id), ref)
+        try:
+            info = self._call(
+                lambda: self.client.stat_object(ref.bucket, ref.key, version_id=ref.version_id), ref, "audio"
+            )
+        except AccessDeniedError:
+            # A HEAD answer has no body, so minio-py calls every 403 AccessDenied: a forbidden
+            # object, but also rotated credentials or a skewed clock. A GET of the same object
+            # carries the store's real error code (its body is never read).
+            self._call(
+                lambda: self._close(self.client.get_object(ref.bucket, ref.key, version_id=ref.version_id)),
+                ref,
+                "audio",
+            )
+            error = StorageUnavailableError(f"the store denied a HEAD of {ref.bucket}/{ref.key} but allowed its GET")
+            raise self._failed("audio", error) from None
         return ObjectRef(
             ref.bucket, ref.key, info.version_id or ref.version_id, (info.etag or "").strip('"'), info.size
         )
 
     @contextmanager
     def open(self, ref: ObjectRef, max_bytes: int) -> Iterator[IO[bytes]]:
-        """The object's bytes as a seekable file, downloaded in chunks up to ``max_bytes``."""
+        """The bytes of the object version ``stat`` returned, as a seekable file, up to ``max_bytes``.
+
+        Raises ``ObjectChangedError`` when the object was replaced since (its etag differs).
+        """
+        # pinned: the result is stored as computed from this etag, so it must be these bytes
+        pin: dict[str, str | list[str] | tuple[str]] | None = {"If-Match": f'"{ref.etag}"'} if ref.etag else None
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as sink:
-            response = self._call(lambda: self.client.get_object(ref.bucket, ref.key, version_id=ref.version_id), ref)
+            response = self._call(
+                lambda: self.client.get_object(ref.bucket, ref.key, version_id=ref.version_id, request_headers=pin),
+                ref,
+                "audio",
+            )
             try:
                 received = 0
                 for chunk in response.stream(_CHUNK):
@@ -75,57 +158,76 @@ class ObjectStore:
                         raise PayloadTooLargeError(f"the object is larger than {max_bytes} bytes")
                     sink.write(chunk)
             except OSError as exc:
-                raise _os_error(exc) from exc
+                raise self._failed("audio", _os_error(exc)) from exc
             except (urllib3.exceptions.HTTPError, ssl.SSLError) as exc:
-                raise StorageUnavailableError(f"reading {ref.bucket}/{ref.key} failed: {exc}") from exc
+                error = StorageUnavailableError(f"reading {ref.bucket}/{ref.key} failed: {exc}")
+                raise self._failed("audio", error) from exc
             finally:
-                response.close()
-                response.release_conn()
+                self._close(response)
             sink.seek(0)
             yield sink
 
     # --- results -------------------------------------------------------------------------
 
-    def locate(self, ref: ObjectRef) -> ResultLocation:
-        """Where the results of ``ref`` go: under the results prefix, whatever the key.
+    def locate(self, ref: ObjectRef, digest: str) -> ResultLocation:
+        """Where a run computing ``ref`` with the settings ``digest`` names keeps its results.
 
-        Raises ``InvalidEventError`` for a key the service does not take (``is_acceptable_key``).
+        ``<prefix><bucket>/<key>/<digest>.json``, and a fresh ``<digest>.<run>.rttm`` on every
+        call, so that concurrent runs never write each other's RTTM. Raises
+        ``InvalidEventError`` for a key the service does not take (``is_acceptable_key``), or
+        one too long to leave room for the result's name.
         """
         if not is_acceptable_key(ref.key):
             raise InvalidEventError("the object key is not acceptable")
-        base = f"{self.settings.results_prefix}{ref.key.lstrip('/')}"
-        return ResultLocation(self.settings.results_bucket, f"{base}.json", f"{base}.rttm")
+        # a leading "/" would make an empty path segment, which the store refuses in a key
+        base = f"{self.settings.results_prefix}{ref.bucket}/{ref.key.lstrip('/')}/{digest}"
+        location = ResultLocation(self.settings.results_bucket, f"{base}.json", f"{base}.{uuid.uuid4().hex[:16]}.rttm")
+        if len(location.rttm_key.encode()) > _MAX_KEY_BYTES:
+            raise InvalidEventError(f"the object key is too long: its result key would exceed {_MAX_KEY_BYTES} bytes")
+        return location
 
-    def find_result(self, location: ResultLocation, source: ObjectRef, options_digest: str) -> dict[str, Any] | None:
-        """The stored result document of this source version and options, if there is one."""
+    def find_result(self, location: ResultLocation, source: ObjectRef, digest: str) -> dict[str, Any] | None:
+        """The stored result document of this source version and settings, if there is a sound one.
+
+        None without an etag to compare (nothing is reused then), when there is none, and when
+        the stored one is corrupt or describes something else (it is then computed again).
+        """
+        if not source.etag:
+            return None
         where = ObjectRef(location.bucket, location.json_key)
         try:
-            info = self._call(lambda: self.client.stat_object(location.bucket, location.json_key), where)
+            response = self._call(
+                lambda: self.client.get_object(location.bucket, location.json_key), where, "result read"
+            )
         except ObjectNotFoundError:
             return None
-        metadata = {k.lower().removeprefix("x-amz-meta-"): v for k, v in (info.metadata or {}).items()}
-        if metadata.get(SOURCE_ETAG) != source.etag or metadata.get(OPTIONS_DIGEST) != options_digest:
-            return None
-        response = self._call(lambda: self.client.get_object(location.bucket, location.json_key), where)
         try:
-            return json.loads(response.read())
+            metadata = {k.lower().removeprefix("x-amz-meta-"): v for k, v in response.headers.items()}
+            body = response.read()
+        except (urllib3.exceptions.HTTPError, ssl.SSLError, OSError) as exc:
+            error = StorageUnavailableError(f"reading {location.json_key} failed: {exc}")
+            raise self._failed("result read", error) from exc
         finally:
-            response.close()
-            response.release_conn()
+            self._close(response)
+        if metadata.get(SOURCE_ETAG) != source.etag or metadata.get(RESULT_DIGEST) != digest:
+            return None
+        problem = _unsound(body, location, source)
+        if problem:
+            log.warning(
+                "stored result is corrupt; computing it again", extra={"key": location.json_key, "error": problem}
+            )
+            return None
+        document: dict[str, Any] = json.loads(body)
+        return document
 
     def write_result(
-        self, location: ResultLocation, source: ObjectRef, options_digest: str, document: dict[str, Any], rttm: str
+        self, location: ResultLocation, source: ObjectRef, digest: str, document: dict[str, Any], rttm: str
     ) -> None:
-        """Store the RTTM, then the JSON document; the JSON is what ``find_result`` trusts."""
-        metadata: dict[str, str | list[str] | tuple[str]] = {
-            SOURCE_ETAG: source.etag or "",
-            OPTIONS_DIGEST: options_digest,
-        }
-        for key, body, content_type in (
-            (location.rttm_key, rttm.encode(), "text/rttm"),
-            (location.json_key, json.dumps(document, separators=(",", ":")).encode(), "application/json"),
-        ):
-            self._put(location.bucket, key, body, content_type, metadata)
+        """Store this run's RTTM, then the JSON document naming it; the JSON is what ``find_result`` trusts."""
+        metadata: dict[str, str | list[str] | tuple[str]] = {SOURCE_ETAG: source.etag or "", RESULT_DIGEST: digest}
+        self._put(location.bucket, location.rttm_key, rttm.encode(), "text/rttm", metadata)
+        document_bytes = json.dumps(document, separators=(",", ":")).encode()
+        self._put(location.bucket, location.json_key, document_bytes, "application/json", metadata)
 
     def _put(
         self, bucket: str, key: str, body: bytes, content_type: str, metadata: dict[str, str | list[str] | tuple[str]]
@@ -135,22 +237,63 @@ class ObjectStore:
                 bucket, key, io.BytesIO(body), len(body), content_type=content_type, metadata=metadata
             ),
             ObjectRef(bucket, key),
+            "result write",
         )
 
     # --- error mapping -------------------------------------------------------------------
 
-    def _call(self, action: Callable[[], T], ref: ObjectRef) -> T:
+    def _call(self, action: Callable[[], T], ref: ObjectRef, use: Use) -> T:
+        """``action()``, a call of kind ``use``, its failure as the project's error."""
         try:
-            return action()
+            result = action()
         except S3Error as exc:
-            raise _s3_error(exc, f"{ref.bucket}/{ref.key}") from exc
+            raise self._failed(use, _s3_error(exc, f"{ref.bucket}/{ref.key}", own=use != "audio")) from exc
         except (urllib3.exceptions.HTTPError, ServerError, InvalidResponseError, ssl.SSLError) as exc:
-            raise StorageUnavailableError(f"the object store is unavailable: {type(exc).__name__}: {exc}") from exc
+            error = StorageUnavailableError(f"the object store is unavailable: {type(exc).__name__}: {exc}")
+            raise self._failed(use, error) from exc
         except OSError as exc:
-            raise _os_error(exc) from exc
+            raise self._failed(use, _os_error(exc)) from exc
+        self.health.record(use, None)
+        return result
+
+    def _failed(self, use: Use, error: ServiceError) -> ServiceError:
+        """``error``, noted in ``health`` if it is a service fault. Other errors say nothing
+        about the store's health: a HEAD's ``AccessDenied`` may well be rotated credentials."""
+        if isinstance(error, StorageUnavailableError):
+            self.health.record(use, error)
+        return error
+
+    @staticmethod
+    def _close(response: Any) -> None:
+        response.close()
+        response.release_conn()
 
 
-def _s3_error(exc: S3Error, where: str) -> ServiceError:
+def _unsound(body: bytes, location: ResultLocation, source: ObjectRef) -> str:
+    """Why a stored result document cannot be trusted, or "" if it can."""
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        return f"not JSON: {exc}"
+    error = next(iter(schemas.validator("job-completed").iter_errors(document)), None)
+    if error is not None:
+        return f"not a job-completed document: {error.message}"
+    if document["results"]["json"] != location.json_key or document["object"].get("etag") != source.etag:
+        return "it describes another object or location"
+    return ""
+
+
+def _s3_error(exc: S3Error, where: str, *, own: bool = False) -> ServiceError:
+    """The project's error for an S3 error answer; ``own``: on the service's results bucket."""
+    if exc.code in _REFUSES_THE_SERVICE:
+        return StoreCredentialsError(f"the object store refuses the service on {where}: {exc.code}: {exc.message}")
+    if exc.code == "PreconditionFailed":  # only the pinned GET sends a precondition
+        return ObjectChangedError(f"{where} changed since it was looked up")
+    if own:
+        if exc.code in ("NoSuchKey", "NoSuchObject"):
+            return ObjectNotFoundError(f"{where} does not exist ({exc.code})")
+        # the results bucket is the service's own: whatever it refuses is not an input's fault
+        return StorageUnavailableError(f"the object store refused {where}: {exc.code}: {exc.message}")
     if exc.code in _MISSING:
         return ObjectNotFoundError(f"{where} does not exist ({exc.code})")
     if exc.code in _DENIED:

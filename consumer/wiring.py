@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from consumer.analyzer import Analyzer
 from consumer.config import Settings
 from consumer.engine import Engine
+from consumer.engine.fingerprint import cached, model_fingerprint
 from consumer.engine.pyannote_engine import PyannoteEngine, model_name
 from consumer.errors import ServiceError
 from consumer.event_job import EventJob
 from consumer.memory import fix_mmap_threshold
-from consumer.storage import ObjectStore
+from consumer.storage import ObjectStore, StoreHealth
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ class Service:
     engine: Engine
     analyzer: Analyzer
     event_job: EventJob
+    store_health: StoreHealth
 
 
 def build_service(settings: Settings, max_pending: int | None = None) -> Service:
@@ -35,14 +37,16 @@ def build_service(settings: Settings, max_pending: int | None = None) -> Service
     fix_mmap_threshold()
     engine = PyannoteEngine(settings.engine)
     analyzer = Analyzer(engine, settings.audio, max_pending=max_pending)
+    store = ObjectStore(settings.storage)
     event_job = EventJob(
         analyzer,
-        ObjectStore(settings.storage),
+        store,
         allowed_buckets=settings.storage.allowed_buckets,
         events=settings.events,
         model_name=model_name(settings.engine.model),
+        model_fingerprint=cached(lambda: model_fingerprint(settings.engine.model)),
     )
-    return Service(engine, analyzer, event_job)
+    return Service(engine, analyzer, event_job, store.health)
 
 
 def load_model(engine: Engine) -> bool:

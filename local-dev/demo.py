@@ -140,7 +140,7 @@ def events_demo() -> int:
             _print_turns(data["segments"], data["num_speakers"])
             print(
                 f"\n{len(data['speech_segments'])} speech regions; result objects: "
-                f"s3://{data['results']['bucket']}/{data['results']['json']} and .rttm"
+                f"s3://{data['results']['bucket']}/{data['results']['json']} and {data['results']['rttm']}"
             )
             return 0
         print(f"no result event within 300 s; see {log}")

@@ -4,14 +4,23 @@ One ``run()`` gives speaker turns and speech regions from a single segmentation 
 the pipeline's ``speaker_counting`` hook hands over the frame-level count of active
 speakers, and speech is wherever that count is above zero. A VAD-only job runs the
 segmentation model alone and never computes speaker embeddings.
+
+Failures: a CUDA out-of-memory error is retried once with halved batches; any other
+exception fails that input (``InferenceError``), until ``max_consecutive_failures`` inputs
+in a row, all different, failed: then the engine, not the input, is at fault (a broken
+CUDA context, a corrupt model) and it reports itself broken (``EngineBrokenError``, not
+ready) instead of failing more inputs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +28,7 @@ import numpy as np
 
 from consumer.config import EngineSettings
 from consumer.engine import EngineResult, ProgressCallback, SpeakerTurn, SpeechRegion
-from consumer.errors import InferenceError, ModelLoadError, ModelNotReadyError, ServiceError
+from consumer.errors import EngineBrokenError, InferenceError, ModelLoadError, ModelNotReadyError, ServiceError
 from consumer.options import JobOptions
 
 log = logging.getLogger(__name__)
@@ -44,11 +53,13 @@ class PyannoteEngine:
         self._ready = threading.Event()
         self._error: ServiceError | None = None
         self._lock = threading.Lock()
+        self._failed_inputs: list[str] = []  # the inputs of the current run of failures, in order
+        self._broken: EngineBrokenError | None = None
 
     @property
     def ready(self) -> bool:
-        """True once the model is loaded and warmed up."""
-        return self._ready.is_set()
+        """True once the model is loaded and warmed up, and until it breaks."""
+        return self._ready.is_set() and self._broken is None
 
     @property
     def device(self) -> str:
@@ -57,8 +68,8 @@ class PyannoteEngine:
 
     @property
     def error(self) -> ServiceError | None:
-        """Why the last ``load()`` failed, if it did."""
-        return self._error
+        """Why the engine broke, or why the last ``load()`` failed, if either happened."""
+        return self._broken or self._error
 
     def load(self) -> None:
         """Load the pipeline, move it to its device and warm it up; blocks. Raises ``ModelLoadError``."""
@@ -126,11 +137,42 @@ class PyannoteEngine:
         options: JobOptions,
         progress: ProgressCallback | None = None,
     ) -> EngineResult:
-        """Diarize (or only detect speech in) mono float32 ``samples``; see ``Engine``."""
+        """Diarize (or only detect speech in) mono float32 ``samples``; see ``Engine``.
+
+        Raises ``EngineBrokenError`` once the engine broke, also on the call that broke it.
+        """
+        if self._broken is not None:
+            raise self._broken
         if not self.ready:
             raise ModelNotReadyError("the model is still loading")
         with self._lock:
-            return self._run_locked(samples, sample_rate, options, progress)
+            if self._broken is not None:  # broke while this call waited
+                raise self._broken
+            try:
+                result = self._run_locked(samples, sample_rate, options, progress)
+            except InferenceError as exc:
+                self._count_failure(_input_id(samples, sample_rate, options), exc)
+                raise
+            self._failed_inputs.clear()
+            return result
+
+    def _count_failure(self, input_id: str, error: InferenceError) -> None:
+        """Count a failed input; raise ``EngineBrokenError`` when too many different ones failed in a row.
+
+        The same input failing again (a client retrying it) does not count twice: one bad
+        input must not take the engine down.
+        """
+        if input_id not in self._failed_inputs:
+            self._failed_inputs.append(input_id)
+        limit = self._settings.max_consecutive_failures
+        if len(self._failed_inputs) < limit:
+            return
+        self._broken = EngineBrokenError(
+            f"inference failed on {limit} different inputs in a row; the engine is broken, "
+            f"not the inputs (last error: {error.message})"
+        )
+        log.critical("engine broken", extra={"error_code": self._broken.code, "error": self._broken.message})
+        raise self._broken from error
 
     def _run_locked(
         self,
@@ -144,12 +186,24 @@ class PyannoteEngine:
         duration = len(samples) / sample_rate
         file = {"waveform": torch.from_numpy(samples).unsqueeze(0), "sample_rate": sample_rate, "uri": "job"}
         started = time.perf_counter()
-        try:
+
+        def infer() -> tuple[tuple[SpeakerTurn, ...], tuple[SpeechRegion, ...]]:
             with torch.inference_mode():
                 if options.diarize:
-                    turns, speech = self._diarize(file, options, progress)
-                else:
-                    turns, speech = (), self._detect_speech(file, progress)
+                    return self._diarize(file, options, progress)
+                return (), self._detect_speech(file, progress)
+
+        try:
+            try:
+                turns, speech = infer()
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                log.warning("out of memory; retrying once with halved batches", extra={"error": str(exc)[:300]})
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                with halved_batches(self._pipeline):
+                    turns, speech = infer()
         except ServiceError:
             raise
         except Exception as exc:  # the model failing on valid input must not kill the worker
@@ -219,6 +273,35 @@ class PyannoteEngine:
         """Run one short real job so that the first request does not pay for lazy initialisation."""
         samples = _warmup_audio()
         self._run_locked(samples, 16_000, JobOptions(), progress=None)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an accelerator running out of memory (``torch.cuda.OutOfMemoryError``,
+    or a ``RuntimeError`` saying so, as older torch and other backends raise)."""
+    return type(exc).__name__ == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+@contextmanager
+def halved_batches(pipeline: Any) -> Iterator[None]:
+    """The pipeline's segmentation and embedding batch sizes halved (at least 1) for a while."""
+    sizes = pipeline.segmentation_batch_size, pipeline.embedding_batch_size
+    pipeline.segmentation_batch_size = max(1, sizes[0] // 2)
+    pipeline.embedding_batch_size = max(1, sizes[1] // 2)
+    try:
+        yield
+    finally:
+        pipeline.segmentation_batch_size, pipeline.embedding_batch_size = sizes
+
+
+def _input_id(samples: np.ndarray, sample_rate: int, options: JobOptions) -> str:
+    """Tells inputs apart for counting failures: the audio's length and a strided sample of it,
+    with the options (hashing all of a 4-hour file would cost a second)."""
+    stride = max(1, len(samples) // 65_536)
+    digest = hashlib.sha256(np.ascontiguousarray(samples[::stride]).tobytes())
+    digest.update(f"{len(samples)}/{sample_rate}/{sorted(options.to_dict().items())}".encode())
+    return digest.hexdigest()
 
 
 # PyPI's torch 2.11 wheels are CUDA 13 builds; CUDA 13 needs this NVIDIA driver or newer.

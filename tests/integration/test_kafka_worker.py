@@ -46,9 +46,12 @@ def test_upload_to_the_bucket_produces_a_result_event_and_result_objects(stack, 
     assert event.data["input"]["type"] == "s3:ObjectCreated:Put"
     assert event.data["speech_segments"] and not event.data["reused"]
     minio = stack.minio()
-    stored = json.loads(minio.get_object("diarization-results", f"results/{key}.json").read())
+    locations = event.data["results"]
+    assert locations["json"].startswith(f"results/audio/{key}/") and locations["json"].endswith(".json")
+    assert locations["rttm"].startswith(locations["json"].removesuffix(".json") + ".")
+    stored = json.loads(minio.get_object("diarization-results", locations["json"]).read())
     assert stored["segments"] == event.data["segments"]
-    rttm = minio.get_object("diarization-results", f"results/{key}.rttm").read().decode()
+    rttm = minio.get_object("diarization-results", locations["rttm"]).read().decode()
     assert rttm.startswith("SPEAKER meeting_room_1 1 ") and len(rttm.splitlines()) == len(event.data["segments"])
 
 

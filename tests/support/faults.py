@@ -5,8 +5,8 @@ After a fault, whatever it was, the consumer's guarantees must hold for every in
 - none lost: every input has a result event (``…completed`` or ``…failed``);
 - exactly one distinct result id per input across all its result events (redelivery may
   repeat an event, never invent a second answer), and every repeat says the same thing;
-- no partial result objects: ``results/<key>.json`` and ``.rttm`` both exist or neither
-  does, and the JSON is a complete, schema-valid document whose segments are the RTTM's;
+- no partial result objects: a job's result JSON (``results/<bucket>/<key>/<digest>.json``)
+  is a complete, schema-valid document naming an RTTM that exists and holds its segments;
 - the consumer group's committed offsets moved past every input.
 
 ``Figures`` are the numbers a fault test prints: inputs, faults injected, events lost,
@@ -126,42 +126,70 @@ def result_object_problems(stack: Stack, jobs: Iterable[Job]) -> list[str]:
 def inspect_result_objects(stack: Stack, jobs: Iterable[Job]) -> tuple[list[str], list[str]]:
     """(problems, unfinished writes) of the result objects of ``jobs``.
 
-    The handler writes the RTTM first and the JSON last; the JSON is what marks a result
-    as stored. A JSON without its RTTM, a JSON that is no complete job-completed document
-    or disagrees with the RTTM is a problem at any time. An RTTM without its JSON is a
-    write caught in the middle (a consumer killed between the two PUTs): tolerable only
-    while a fault is on, since the redelivered job writes both again.
+    A run writes its own RTTM (``<digest>.<run>.rttm``) first and the JSON naming it last;
+    the JSON is what marks a result as stored. A JSON that is no complete job-completed
+    document, names an RTTM that does not exist or disagrees with it, or a second JSON for
+    one job (these jobs ask for one option set) is a problem at any time. RTTMs without any
+    JSON are a write caught in the middle (a consumer killed between the two PUTs):
+    tolerable only while a fault is on. An RTTM no JSON names, beside a JSON, is the
+    leftover of an interrupted or concurrent run: never read, not a problem.
     """
     minio = stack.minio()
     bucket = stack.env["S3_RESULTS_BUCKET"]
     problems: list[str] = []
     unfinished: list[str] = []
     for job in jobs:
-        json_key, rttm_key = f"results/{job.key}.json", f"results/{job.key}.rttm"
-        document, rttm = _read(minio, bucket, json_key), _read(minio, bucket, rttm_key)
-        if document is None and rttm is None:
+        objects = result_objects(stack, job)
+        documents = {name: body for name, body in objects.items() if name.endswith(".json")}
+        rttms = {name for name in objects if name.endswith(".rttm")}
+        if not documents:
+            if rttms:
+                unfinished.append(f"{job.event_id}: only {sorted(rttms)} exist (a run was interrupted)")
             continue
-        if document is None:
-            unfinished.append(f"{job.event_id}: only {rttm_key} exists (a partial result is visible)")
-            continue
-        if rttm is None:
-            problems.append(f"{job.event_id}: only {json_key} exists (a partial result is visible)")
-            continue
-        try:
-            parsed = json.loads(document)
-        except ValueError as exc:
-            problems.append(f"{job.event_id}: {json_key} is not complete JSON ({exc}): {document[:200]!r}")
-            continue
-        error = next(iter(schemas.validator("job-completed").iter_errors(parsed)), None)
-        if error is not None:
-            problems.append(f"{job.event_id}: {json_key} is not a valid job-completed document: {error.message}")
-            continue
-        if parsed["object"]["key"] != job.key or parsed["results"]["json"] != json_key:
-            problems.append(f"{job.event_id}: {json_key} describes another object: {parsed['object']}")
-        problems += [
-            f"{job.event_id}: {p}" for p in _rttm_mismatch(parsed["segments"], rttm.decode(), rttm_uri(job.key))
-        ]
+        if len(documents) > 1:
+            problems.append(f"{job.event_id}: {len(documents)} result documents for one job: {sorted(documents)}")
+        for json_key, document in documents.items():
+            try:
+                parsed = json.loads(document)
+            except ValueError as exc:
+                problems.append(f"{job.event_id}: {json_key} is not complete JSON ({exc}): {document[:200]!r}")
+                continue
+            error = next(iter(schemas.validator("job-completed").iter_errors(parsed)), None)
+            if error is not None:
+                problems.append(f"{job.event_id}: {json_key} is not a valid job-completed document: {error.message}")
+                continue
+            if parsed["object"]["key"] != job.key or parsed["results"]["json"] != json_key:
+                problems.append(f"{job.event_id}: {json_key} describes another object: {parsed['object']}")
+            rttm_key = parsed["results"]["rttm"]
+            rttm = _read(minio, bucket, rttm_key)
+            if rttm is None:
+                problems.append(f"{job.event_id}: {json_key} names {rttm_key}, which does not exist")
+                continue
+            problems += [
+                f"{job.event_id}: {p}" for p in _rttm_mismatch(parsed["segments"], rttm.decode(), rttm_uri(job.key))
+            ]
     return problems, unfinished
+
+
+def result_prefix(stack: Stack, key: str, bucket: str | None = None) -> str:
+    """Where the result objects of source object ``bucket/key`` live (README: result objects)."""
+    return f"results/{bucket or stack.env['S3_UPLOAD_BUCKET']}/{key}/"
+
+
+def result_objects(stack: Stack, job: Job, bucket: str | None = None) -> dict[str, bytes]:
+    """Every result object (JSONs and RTTMs, by name) of the source object of ``job``."""
+    minio = stack.minio()
+    results_bucket = stack.env["S3_RESULTS_BUCKET"]
+    prefix = result_prefix(stack, job.key, bucket)
+    found: dict[str, bytes] = {}
+    for item in minio.list_objects(results_bucket, prefix=prefix, recursive=True):
+        name = item.object_name
+        if name is None or "/" in name[len(prefix) :]:  # results of another key below this one
+            continue
+        body = _read(minio, results_bucket, name)
+        if body is not None:
+            found[name] = body
+    return found
 
 
 def _read(minio, bucket: str, key: str) -> bytes | None:
@@ -296,14 +324,17 @@ def _stored_matches_events(stack: Stack, events: list[ReceivedEvent], jobs: list
         mine = answers(events, job)
         if not mine:
             continue
-        stored = _read(minio, bucket, f"results/{job.key}.json")
         if mine[0].type == COMPLETED:
+            json_key = mine[0].data["results"]["json"]
+            stored = _read(minio, bucket, json_key)
             if stored is None:
-                problems.append(f"{job.event_id}: completed, but results/{job.key}.json does not exist")
+                problems.append(f"{job.event_id}: completed, but {json_key} does not exist")
             elif json.loads(stored)["segments"] != mine[0].data["segments"]:
                 problems.append(f"{job.event_id}: the completed event's segments differ from the stored result's")
-        elif stored is not None:
-            problems.append(f"{job.event_id}: failed, but a result object results/{job.key}.json exists")
+        else:
+            documents = [name for name in result_objects(stack, job) if name.endswith(".json")]
+            if documents:
+                problems.append(f"{job.event_id}: failed, but result objects {documents} exist")
     return problems
 
 

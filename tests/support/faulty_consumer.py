@@ -7,7 +7,9 @@ integration tier), with the consumer's usual environment plus:
   ``CAMPPlusEmbedding.chunk_frames`` after the model has loaded and warmed up raises
   ``RuntimeError``; calls are counted across jobs, so N picks a point inside a job;
 - ``FAULT_TIMES`` (default 1): how many calls from the Nth on raise; later calls run
-  the model as usual, so the jobs after the faulty one complete.
+  the model as usual, so the jobs after the faulty one complete. A job fails at its first
+  raising call, so each fault fails one input: ``ENGINE_MAX_CONSECUTIVE_FAILURES`` (3) of
+  them in a row break the engine, and the consumer exits non-zero.
 
 The fault is armed only after ``PyannoteEngine.load`` returns: the warm-up job at load
 must succeed, or the consumer would never become ready. Everything else is the real

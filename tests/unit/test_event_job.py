@@ -5,26 +5,39 @@ from __future__ import annotations
 import time
 
 from consumer.config import EngineSettings, ReceiverSettings, Settings
-from consumer.event_job import options_digest
+from consumer.event_job import result_digest
+from consumer.events import ObjectRef
 from consumer.options import JobOptions, Task
 from http_shim.receiver import Receiver, _Delivery
 
+SOURCE = ObjectRef("audio", "calls/a.wav", None, "etag-1", 1000)
 
-def test_options_digest_follows_the_options_and_the_model_only():
-    base = options_digest(JobOptions(num_speakers=2), "offline-default")
-    assert base == options_digest(JobOptions(num_speakers=2), "offline-default")
+
+def test_result_digest_follows_the_object_version_the_options_and_the_model():
+    def digest(
+        source: ObjectRef = SOURCE, options: JobOptions = JobOptions(num_speakers=2), fingerprint: str = "f1"
+    ) -> str:
+        return result_digest(source, options, "offline-default", fingerprint)
+
+    base = digest()
+    assert base == digest()
     assert len(base) == 32 and int(base, 16) >= 0
     # diarization implies VAD: the same job, however the tasks were written
-    assert options_digest(JobOptions(tasks=frozenset({Task.DIARIZATION, Task.VAD})), "m") == options_digest(
-        JobOptions(), "m"
+    assert result_digest(SOURCE, JobOptions(tasks=frozenset({Task.DIARIZATION, Task.VAD})), "m", "f") == (
+        result_digest(SOURCE, JobOptions(), "m", "f")
     )
     others = {
-        options_digest(JobOptions(num_speakers=3), "offline-default"),
-        options_digest(JobOptions(num_speakers=2, exclusive=True), "offline-default"),
-        options_digest(JobOptions(num_speakers=2), "pyannote/speaker-diarization-3.1"),
-        options_digest(JobOptions(tasks=frozenset({Task.VAD})), "offline-default"),
+        digest(options=JobOptions(num_speakers=3)),
+        digest(options=JobOptions(num_speakers=2, exclusive=True)),
+        digest(options=JobOptions(tasks=frozenset({Task.VAD}))),
+        result_digest(SOURCE, JobOptions(num_speakers=2), "pyannote/speaker-diarization-3.1", "f1"),
+        digest(fingerprint="f2"),  # same model name, other content
+        digest(ObjectRef("audio", "calls/a.wav", None, "etag-2", 1000)),
+        digest(ObjectRef("audio", "calls/a.wav", "v2", "etag-1", 1000)),
+        digest(ObjectRef("audio-b", "calls/a.wav", None, "etag-1", 1000)),
+        digest(ObjectRef("audio", "calls/b.wav", None, "etag-1", 1000)),
     }
-    assert base not in others and len(others) == 4
+    assert base not in others and len(others) == 9
 
 
 def _receiver(window: float) -> Receiver:

@@ -41,3 +41,21 @@ def test_readiness_reports_loading_failed_and_ready():
         {"status": "failed", "error": failed.to_dict()},
     )
     assert readiness(SimpleNamespace(ready=True, error=None)) == (200, {"status": "ready"})
+
+
+def test_readiness_turns_503_while_the_store_fails_the_service_and_200_when_it_serves_again():
+    from consumer.errors import StoreCredentialsError
+    from consumer.storage import StoreHealth
+
+    engine = SimpleNamespace(ready=True, error=None)
+    health = StoreHealth()
+    assert readiness(engine, health) == (200, {"status": "ready"})
+    rejected = StoreCredentialsError("InvalidAccessKeyId")
+    health.record("audio", rejected)
+    assert readiness(engine, health) == (503, {"status": "storage_unavailable", "error": rejected.to_dict()})
+    health.record("result write", rejected)
+    health.record("audio", None)  # reads work again, writes were not tried yet
+    assert readiness(engine, health)[0] == 503
+    health.record("result write", None)
+    assert readiness(engine, health) == (200, {"status": "ready"})
+    assert readiness(SimpleNamespace(ready=False, error=None), health) == (503, {"status": "loading"})

@@ -4,6 +4,7 @@ key comparison is constant-time."""
 from __future__ import annotations
 
 import hmac
+import re
 from pathlib import Path
 
 import pytest
@@ -22,19 +23,37 @@ def store() -> ObjectStore:
     return ObjectStore(StorageSettings(results_prefix="results/"))
 
 
+DIGEST = "0123456789abcdef0123456789abcdef"
+
+
 @pytest.mark.parametrize(
     ("key", "expected"),
     [
-        ("calls/a.wav", "results/calls/a.wav"),
-        ("/etc/passwd", "results/etc/passwd"),
-        ("..a/b..", "results/..a/b.."),
-        ("a%2F..%2Fb", "results/a%2F..%2Fb"),
+        ("calls/a.wav", "results/audio/calls/a.wav"),
+        ("/etc/passwd", "results/audio/etc/passwd"),
+        ("..a/b..", "results/audio/..a/b.."),
+        ("a%2F..%2Fb", "results/audio/a%2F..%2Fb"),
     ],
 )
-def test_result_keys_stay_under_the_prefix(store, key, expected):
-    location = store.locate(ObjectRef("audio", key))
-    assert (location.json_key, location.rttm_key) == (f"{expected}.json", f"{expected}.rttm")
+def test_result_keys_stay_under_the_prefix_and_the_bucket(store, key, expected):
+    location = store.locate(ObjectRef("audio", key), DIGEST)
+    assert location.json_key == f"{expected}/{DIGEST}.json"
+    assert re.fullmatch(re.escape(f"{expected}/{DIGEST}.") + "[0-9a-f]{16}" + re.escape(".rttm"), location.rttm_key)
     assert location.bucket == "diarization-results"
+
+
+def test_every_run_writes_its_own_rttm_and_buckets_do_not_share(store):
+    runs = {store.locate(ObjectRef("audio", "x.wav"), DIGEST) for _ in range(20)}
+    assert len({run.json_key for run in runs}) == 1 and len({run.rttm_key for run in runs}) == 20
+    other = store.locate(ObjectRef("audio-b", "x.wav"), DIGEST)
+    assert other.json_key not in {run.json_key for run in runs}
+
+
+def test_a_key_too_long_for_its_result_name_is_refused_before_any_work(store):
+    longest = "k" * (1024 - len(f"results/audio//{DIGEST}.0123456789abcdef.rttm"))
+    store.locate(ObjectRef("audio", longest), DIGEST)
+    with pytest.raises(InvalidEventError, match="too long"):
+        store.locate(ObjectRef("audio", longest + "k"), DIGEST)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +74,7 @@ def test_result_keys_stay_under_the_prefix(store, key, expected):
 )
 def test_keys_that_could_escape_are_refused(store, key):
     with pytest.raises(InvalidEventError):
-        store.locate(ObjectRef("audio", key))
+        store.locate(ObjectRef("audio", key), DIGEST)
 
 
 def test_every_api_key_check_goes_through_one_constant_time_comparison(monkeypatch):

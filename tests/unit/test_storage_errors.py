@@ -1,5 +1,7 @@
 """An S3 error answer becomes the project's error: missing and denied objects and requests the
-store refuses are permanent, timeouts, throttling and server failures are retryable."""
+store refuses are permanent; timeouts, throttling, server failures, a store refusing the
+service's own credentials or clock, and anything refused in the service's results bucket are
+retryable."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ from urllib3.response import HTTPResponse
 from consumer.errors import (
     AccessDeniedError,
     InvalidEventError,
+    ObjectChangedError,
     ObjectNotFoundError,
     ServiceError,
     StorageUnavailableError,
+    StoreCredentialsError,
 )
 from consumer.storage import _s3_error
 
@@ -34,8 +38,8 @@ def s3_error(code: str | None, status: int | None, message: str = "the store say
     )
 
 
-def convert(code: str | None, status: int | None) -> ServiceError:
-    error = _s3_error(s3_error(code, status), WHERE)
+def convert(code: str | None, status: int | None, own: bool = False) -> ServiceError:
+    error = _s3_error(s3_error(code, status), WHERE, own=own)
     assert WHERE in error.message, error.message
     return error
 
@@ -47,7 +51,7 @@ def test_a_missing_object_is_not_found(code):
     assert code in error.message
 
 
-@pytest.mark.parametrize("code", ["AccessDenied", "AllAccessDisabled", "AccountProblem", "InvalidObjectState"])
+@pytest.mark.parametrize("code", ["AccessDenied", "AllAccessDisabled", "InvalidObjectState"])
 def test_a_forbidden_object_is_access_denied(code):
     error = convert(code, 403)
     assert type(error) is AccessDeniedError and not error.retryable
@@ -65,9 +69,7 @@ def test_the_code_decides_before_the_status(code, status):
     [
         ("InvalidBucketName", 400),
         ("InvalidArgument", 400),
-        ("SignatureDoesNotMatch", 403),
         ("MethodNotAllowed", 405),
-        ("PreconditionFailed", 412),
         ("InvalidRange", 416),
         ("SomethingNew", 499),
         (None, 400),
@@ -104,3 +106,42 @@ def test_timeouts_throttling_and_server_failures_are_retryable(code, status):
 def test_an_answer_without_a_status_counts_as_a_server_failure():
     error = convert("WeirdCode", None)
     assert type(error) is StorageUnavailableError and error.retryable
+
+
+CREDENTIALS = [
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "RequestTimeTooSkewed",
+    "AccountProblem",
+    "AuthorizationHeaderMalformed",
+]
+
+
+@pytest.mark.parametrize("own", [False, True])
+@pytest.mark.parametrize("code", CREDENTIALS)
+def test_a_store_refusing_the_service_itself_is_a_retryable_service_fault(code, own):
+    error = convert(code, 403 if code != "AuthorizationHeaderMalformed" else 400, own=own)
+    assert type(error) is StoreCredentialsError and error.retryable
+    assert isinstance(error, StorageUnavailableError) and error.code == "storage_credentials_rejected"
+    assert code in error.message
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("AccessDenied", 403), ("NoSuchBucket", 404), ("InvalidBucketName", 400), ("QuotaExceeded", 403), (None, 400)],
+)
+def test_whatever_the_results_bucket_refuses_is_retryable(code, status):
+    error = convert(code, status, own=True)
+    assert type(error) is StorageUnavailableError and error.retryable
+
+
+def test_a_missing_result_object_is_not_found():
+    assert type(convert("NoSuchKey", 404, own=True)) is ObjectNotFoundError
+
+
+def test_an_object_replaced_since_its_stat_is_retried():
+    error = convert("PreconditionFailed", 412)
+    assert type(error) is ObjectChangedError and error.retryable
