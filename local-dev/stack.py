@@ -504,7 +504,7 @@ def format_kafka_storage(cache: Path, instance: Instance) -> None:
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     log.info("formatting Kafka storage %s (cluster id %s)", instance.kafka_data, cluster_id)
     command = java_command(
-        cache, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(instance.kafka_config), "-g"
+        cache, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(instance.kafka_config), "-g"
     )
     with instance.log_file("kafka").open("ab") as out:
         result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
