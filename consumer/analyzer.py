@@ -60,7 +60,8 @@ class Analyzer:
         Takes a slot (or uses ``reservation``) and frees it when done.
         """
         if not self.engine.ready:
-            raise ModelNotReadyError("the model is still loading; retry shortly")
+            # a failed load or a broken engine says so; otherwise it is still loading
+            raise self.engine.error or ModelNotReadyError("the model is still loading; retry shortly")
         task = "diarization" if options.diarize else "vad"
         started = time.perf_counter()
         with reservation or self.reserve():

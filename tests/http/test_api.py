@@ -186,6 +186,9 @@ def test_model_that_failed_to_load_is_reported_by_ready(settings):
     client = create_app(Analyzer(engine, settings.audio), settings).test_client()
     body = client.get("/ready").get_json()
     assert body["status"] == "failed" and body["error"]["code"] == "model_load_failed"
+    # and the API says why it cannot serve, not that the model is still loading
+    response = client.post("/v1/diarize", data=_upload(encode(tone(1))), content_type="multipart/form-data")
+    assert (response.status_code, _error(response)) == (503, "model_load_failed")
 
 
 def test_requests_beyond_the_queue_are_shed_with_503(engine, settings, sample_bytes):

@@ -123,4 +123,5 @@ def test_failures_on_three_different_inputs_break_the_engine_and_the_shim_is_not
     # broken for good: no further input is failed for it, even one the model would take
     with pytest.raises(EngineBrokenError):
         fresh_engine.run(clips[1], 16_000, JobOptions(tasks=frozenset({Task.VAD})))
-    assert post(clips[1]).status_code == 503
+    later = post(clips[1])
+    assert (later.status_code, later.get_json()["error"]["code"]) == (503, "engine_broken")
