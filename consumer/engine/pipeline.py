@@ -1,4 +1,4 @@
-"""pyannote's ``SpeakerDiarization`` with two changes that keep its results.
+"""pyannote's ``SpeakerDiarization`` with three changes.
 
 1. No PLDA unless VBx clustering uses it. pyannote.audio 4.0 loads a PLDA for every
    clustering method, from the gated ``speaker-diarization-community-1`` repository by
@@ -18,6 +18,10 @@
    generated 4-voice conversation: cosine 0.92 on average to the per-chunk ones).
    Silent speakers get NaN embeddings, which pyannote's clustering already ignores
    (they are re-assigned to its throw-away cluster -2 afterwards).
+
+3. ``constrained_assignment`` (pipeline parameter, default off as in pyannote): one
+   chunk's local speakers are assigned to clusters jointly (Hungarian), so two voices the
+   segmentation model told apart within a chunk never end up as one speaker.
 
 This module is named in a pipeline's ``config.yaml`` (``pipeline.name``:
 ``consumer.engine.pipeline.SpeakerDiarization``), so it is imported by
@@ -55,12 +59,21 @@ class _UnusedPLDA(PLDA):
 class SpeakerDiarization(_StockSpeakerDiarization):
     """Drop-in ``pyannote.audio.pipelines.SpeakerDiarization`` (see module docstring)."""
 
-    def __init__(self, *, clustering: str = "VBxClustering", plda: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        clustering: str = "VBxClustering",
+        plda: Any = None,
+        constrained_assignment: bool = False,
+        **kwargs: Any,
+    ) -> None:
         if clustering != "VBxClustering" and plda is None:
             plda = _UnusedPLDA()
         elif plda is None:
             raise ValueError("VBx clustering needs a PLDA (plda: ...)")
         super().__init__(clustering=clustering, plda=plda, **kwargs)
+        # one chunk's local speakers are different people: never give two of them one cluster
+        self.clustering.constrained_assignment = constrained_assignment
 
     def get_embeddings(
         self,
