@@ -24,6 +24,7 @@ export UV_CACHE_DIR := $(CACHE_DIR)/uv
 LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
   --constraint requirements/constraints.txt --custom-compile-command 'make lock' --quiet
 BUNDLE := $(CACHE_DIR)/models/offline-default/bundle.json
+AMI := $(CACHE_DIR)/ami/train/train.uem
 DEBIAN_PACKAGES := ffmpeg espeak-ng sox libsndfile1
 
 export CACHE_DIR
@@ -32,12 +33,12 @@ export PYTHONPATH := $(CURDIR)
 export PYANNOTE_METRICS_ENABLED := 0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help install system-deps venv tools lock upgrade-lock models stack demo demo-http lint format test test-unit test-repo bench clean-venv
+.PHONY: help install system-deps venv tools lock upgrade-lock models ami stack demo demo-http lint format test test-unit test-repo bench clean-venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-install: system-deps venv models stack ## everything the demo and the tests need
+install: system-deps venv models ami stack ## everything the demo and the tests need
 
 system-deps: ## Debian packages: ffmpeg libraries (torchcodec), espeak-ng and sox (test audio)
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -76,6 +77,11 @@ models: $(BUNDLE) ## the offline default model bundle in $(CACHE_DIR)/models
 
 $(BUNDLE): $(DEPS_STAMP) consumer/engine/bundle.py consumer/engine/campplus.py
 	$(PY) -m consumer.engine.bundle build --force
+
+ami: $(AMI) ## real meeting excerpts (AMI, train split of pyannote.audio's test data) in $(CACHE_DIR)/ami
+
+$(AMI): $(DEPS_STAMP) tests/support/ami.py
+	$(PY) -m tests.support.ami
 
 stack: venv ## Kafka jars and a MinIO binary for the local stack (needs Java 17+, Maven, Go 1.24+)
 	$(PY) local-dev/stack.py install

@@ -89,6 +89,7 @@ class Analyzer:
                 "audio_seconds": round(result.duration, 3),
                 "decode_seconds": round(decoded - started, 3),
                 "inference_seconds": round(result.inference_seconds, 3),
+                "stage_seconds": result.stages.rounded(),
                 "real_time_factor": round(result.real_time_factor, 4),
                 "num_speakers": result.num_speakers,
                 "turns": len(result.turns),

@@ -34,6 +34,27 @@ class SpeechRegion:
 
 
 @dataclass(frozen=True, slots=True)
+class StageSeconds:
+    """Wall-clock seconds of one run's stages; 0 for a stage the run did not have.
+
+    ``segmentation`` includes speaker counting; ``clustering`` includes the reconstruction
+    of speaker turns from the clusters. A VAD-only run has segmentation only.
+    """
+
+    segmentation: float = 0.0
+    embeddings: float = 0.0
+    clustering: float = 0.0
+
+    def rounded(self) -> dict[str, float]:
+        """The stages as a plain dict, in milliseconds' precision (for logs and metadata)."""
+        return {
+            "segmentation": round(self.segmentation, 3),
+            "embeddings": round(self.embeddings, 3),
+            "clustering": round(self.clustering, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class EngineResult:
     """What one engine run found. ``turns`` is empty for a VAD-only job."""
 
@@ -42,6 +63,7 @@ class EngineResult:
     num_speakers: int
     duration: float
     inference_seconds: float
+    stages: StageSeconds = StageSeconds()
 
     @property
     def real_time_factor(self) -> float:

@@ -361,6 +361,17 @@ class CAMPPlusEmbedding(Model):
         """
         return self._min_num_samples
 
+    @property
+    def frame_step(self) -> float:
+        """Seconds between two frames of ``chunk_frames`` (the stride-2 TDNN doubles the fbank shift)."""
+        return 2 * self.hparams["frame_shift"] / 1000
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames ``chunk_frames`` gives for ``num_samples`` samples: ceil(T / 2) of T fbank frames."""
+        window = int(self.hparams["sample_rate"] * self.hparams["frame_length"] / 1000)
+        hop = int(self.hparams["sample_rate"] * self.hparams["frame_shift"] / 1000)
+        return (1 + (num_samples - window) // hop + 1) // 2
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore specifications (pyannote) and switch to eval mode: this model is inference-only."""
         super().on_load_checkpoint(checkpoint)

@@ -21,13 +21,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from consumer.config import EngineSettings
-from consumer.engine import EngineResult, ProgressCallback, SpeakerTurn, SpeechRegion
+from consumer.engine import EngineResult, ProgressCallback, SpeakerTurn, SpeechRegion, StageSeconds
 from consumer.errors import EngineBrokenError, InferenceError, ModelLoadError, ModelNotReadyError, ServiceError
 from consumer.options import JobOptions
 
@@ -55,6 +56,8 @@ class PyannoteEngine:
         self._lock = threading.Lock()
         self._failed_inputs: list[str] = []  # the inputs of the current run of failures, in order
         self._broken: EngineBrokenError | None = None
+        # stage timings of the run in progress (written under ``_lock`` by _diarize/_detect_speech)
+        self._stages = StageSeconds()
 
     @property
     def ready(self) -> bool:
@@ -217,16 +220,21 @@ class PyannoteEngine:
             num_speakers=len({t.speaker for t in turns}),
             duration=duration,
             inference_seconds=time.perf_counter() - started,
+            stages=self._stages,
         )
 
     def _diarize(
         self, file: dict[str, Any], options: JobOptions, progress: ProgressCallback | None
     ) -> tuple[tuple[SpeakerTurn, ...], tuple[SpeechRegion, ...]]:
         captured: dict[str, Any] = {}
+        # when each stage's final artefact came out (the progress calls carry a total)
+        ended = {"start": time.perf_counter()}
 
         def hook(
             step: str, artefact: Any, file: Any = None, total: int | None = None, completed: int | None = None
         ) -> None:
+            if total is None:
+                ended[step] = time.perf_counter()
             if step == "speaker_counting":
                 # copied: the pipeline later caps this count in place
                 captured["count"] = type(artefact)(artefact.data.copy(), artefact.sliding_window)
@@ -241,6 +249,10 @@ class PyannoteEngine:
             max_speakers=options.max_speakers,
             hook=hook,
         )
+        stage_ends = [ended.get(step, ended["start"]) for step in ("start", "segmentation", "embeddings")]
+        stage_ends.append(ended.get("discrete_diarization", stage_ends[-1]))
+        # the early exit on silence skips the embedding and clustering stages
+        self._stages = StageSeconds(*(max(0.0, b - a) for a, b in pairwise(stage_ends)))
         annotation = output.exclusive_speaker_diarization if options.exclusive else output.speaker_diarization
         turns = tuple(
             SpeakerTurn(start=round(segment.start, 3), end=round(segment.end, 3), speaker=str(label))
@@ -255,8 +267,10 @@ class PyannoteEngine:
             if progress is not None and total:
                 progress(0.95 * (completed or 0) / total)
 
+        started = time.perf_counter()
         segmentations = pipeline.get_segmentations(file, hook=hook)
         count = pipeline.speaker_count(segmentations, pipeline._segmentation.model.receptive_field, warm_up=(0.0, 0.0))
+        self._stages = StageSeconds(segmentation=time.perf_counter() - started)
         return self._speech_regions(count)
 
     def _speech_regions(self, count: Any) -> tuple[SpeechRegion, ...]:

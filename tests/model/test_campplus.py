@@ -211,6 +211,18 @@ def test_chunk_frames_then_pool_frames_equals_forward(model: CAMPPlusEmbedding) 
             torch.testing.assert_close(per_speaker[:, s], model.pool_frames(frames, mask))
 
 
+@pytest.mark.parametrize("seconds", [0.045, 1.0, 10.0, 12.37])
+def test_num_frames_and_frame_step_describe_chunk_frames(model: CAMPPlusEmbedding, seconds: float) -> None:
+    """The diarization pipeline slices per-chunk frames out of one region pass by these two."""
+    waveform = _noise(1, seconds)
+    with torch.inference_mode():
+        frames = model.chunk_frames(waveform)
+    assert frames.shape[-1] == model.num_frames(waveform.shape[-1])
+    assert model.frame_step == 0.02
+    # a frame k * frame_step later in the region is the same fbank window shifted by k frames
+    assert model.num_frames(10 * SAMPLE_RATE) == 499
+
+
 def test_inactive_speaker_gives_finite_embedding(model: CAMPPlusEmbedding) -> None:
     # pyannote's own StatsPool returns mean 0 / std 0 for an all-zero mask; the
     # clustering then drops the speaker by its (zero) activity, not by NaN

@@ -116,3 +116,15 @@ def test_loaded_engine_reports_its_device(engine):
 
     assert engine.ready
     assert engine.device == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_stage_timings_add_up_to_no_more_than_the_run(engine, sample):
+    samples, rate = _sample_samples(sample)
+    diarization = engine.run(samples, rate, JobOptions())
+    stages = diarization.stages
+    assert stages.segmentation > 0 and stages.embeddings > 0 and stages.clustering > 0
+    assert stages.segmentation + stages.embeddings + stages.clustering <= diarization.inference_seconds
+    vad = engine.run(samples, rate, JobOptions(tasks=frozenset({Task.VAD})))
+    assert vad.stages.segmentation > 0
+    assert vad.stages.embeddings == vad.stages.clustering == 0
+    assert vad.stages.segmentation <= vad.inference_seconds
