@@ -255,12 +255,15 @@ class Receiver:
         Running entries are skipped, never waited for: a job stuck on retries cannot pin the map.
         """
         horizon = time.monotonic() - self.settings.dedup_window_seconds
-        for key, delivery in list(self._deliveries.items()):
-            over = len(self._deliveries) >= self.max_entries
+        doomed: list[DedupKey] = []
+        for key, delivery in self._deliveries.items():
+            over = len(self._deliveries) - len(doomed) >= self.max_entries
             if delivery.created >= horizon and not over:
                 break  # entries are in creation order: the rest are younger
             if delivery.done.is_set():
-                del self._deliveries[key]
+                doomed.append(key)
+        for key in doomed:
+            del self._deliveries[key]
 
     def _forget(self, delivery: _Delivery) -> None:
         with self._guard:
