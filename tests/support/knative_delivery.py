@@ -87,22 +87,22 @@ class KnativeSender:
     token: Callable[[], str] | None = None  # the sender's OIDC token, as Knative attaches it
     replies: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     dead_letters: list[tuple[dict[str, str], bytes, str]] = field(default_factory=list)
-    on_attempt: Callable[[int | None], None] | None = None
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
-    def deliver(self, headers: dict[str, str], body: bytes) -> DeliveryResult:
-        """One event's delivery, retries included; blocks until it succeeds or is dead-lettered."""
-        result = DeliveryResult()
+    def deliver(self, headers: dict[str, str], body: bytes, result: DeliveryResult | None = None) -> DeliveryResult:
+        """One event's delivery, retries included; blocks until it succeeds or is dead-lettered.
+
+        ``result`` (filled in as the attempts happen) lets another thread watch the delivery.
+        """
+        result = result if result is not None else DeliveryResult()
         for attempt in range(self.spec.retry + 1):
             status, retry_after, response = self._attempt(headers, body)
             result.statuses.append(status)
-            if self.on_attempt is not None:
-                self.on_attempt(status)
             if response is not None and 200 <= response.status_code < 300:
                 if not response.content:
                     return result
                 if is_cloudevent(dict(response.headers), response.content):
-                    result.reply = (dict(response.headers), response.content)
+                    result.reply = ({k.lower(): v for k, v in response.headers.items()}, response.content)
                     with self._guard:
                         self.replies.append(result.reply)
                     return result
