@@ -584,9 +584,7 @@ def test_only_cluster_local_services_receive_events() -> None:
         assert receiver_settings(service).receiver.enabled is local, service
 
 
-@pytest.mark.parametrize(
-    ("doc", "target"), event_targets(), ids=lambda value: str(value) if isinstance(value, Doc) else ""
-)
+@pytest.mark.parametrize(("doc", "target"), event_targets(), ids=[str(doc) for doc, _ in event_targets()])
 def test_every_trigger_source_and_binding_points_at_the_event_receiver(doc: Doc, target: dict[str, Any]) -> None:
     events = events_service()
     assert target["ref"]["apiVersion"] == events.body["apiVersion"], doc
