@@ -248,7 +248,7 @@ def test_transient_body_problems_are_retryable_on_post_root_only(start_shim):
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
             conn.sendall(
                 f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
-                "Content-Length: 10000\r\n\r\n".encode()
+                "Content-Length: 10000\r\nConnection: close\r\n\r\n".encode()
                 + b'{"specversion": "1.0"'
             )
             conn.shutdown(socket.SHUT_WR)
