@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import urllib3
 
-from consumer.config import ReceiverSettings
+from consumer.config import ReceiverSettings, SettingsError
 from consumer.errors import SenderKeysUnavailableError, UnauthorizedError
 from http_shim.api import require_bearer
 from http_shim.rs256 import InvalidKeyError, RsaPublicKey, b64url_decode, verify
@@ -200,9 +200,13 @@ class SenderAuth:
 
     @classmethod
     def from_settings(cls, settings: ReceiverSettings) -> SenderAuth:
-        """As configured by the ``RECEIVER_TOKEN`` and ``RECEIVER_OIDC_*`` variables."""
+        """As configured by the ``RECEIVER_TOKEN`` and ``RECEIVER_OIDC_*`` variables; ``SettingsError`` if incomplete."""
         oidc = None
         if settings.oidc_issuer:
+            if not settings.oidc_audience:
+                raise SettingsError(
+                    "RECEIVER_OIDC_ISSUER needs RECEIVER_OIDC_AUDIENCE: the audience its tokens are for"
+                )
             keys = JwksClient(
                 settings.oidc_issuer,
                 settings.oidc_jwks_url,

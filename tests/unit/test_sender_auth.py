@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from consumer.config import ReceiverSettings, Secret
+from consumer.config import ReceiverSettings, Secret, SettingsError
 from consumer.errors import SenderKeysUnavailableError, UnauthorizedError
 from http_shim import rs256
 from http_shim.sender_auth import JwksClient, OidcVerifier, SenderAuth
@@ -172,3 +172,8 @@ def test_unreachable_keys_are_a_retryable_error_not_a_refusal(issuer: Issuer) ->
     with pytest.raises(SenderKeysUnavailableError) as caught:
         auth.check(bearer(issuer.token(AUDIENCE)))
     assert caught.value.retryable and caught.value.http_status == 503
+
+
+def test_an_issuer_without_an_audience_is_a_settings_error(issuer: Issuer) -> None:
+    with pytest.raises(SettingsError, match="RECEIVER_OIDC_AUDIENCE"):
+        SenderAuth.from_settings(ReceiverSettings(oidc_issuer=issuer.url))
