@@ -199,7 +199,7 @@ def test_a_sink_that_is_down_then_up(start_shim, uploaded):
         started = time.monotonic()
         response = post(base, binary("a-1", {"bucket": "audio", "key": uploaded["sample"]}))
         assert empty(response) and time.monotonic() - started < 5
-        refusing.wait_for(2, 120)  # the accepted job's result is retried while the sink refuses it
+        refusing.wait_for(2, 300)  # the accepted job's result is retried while the sink refuses it
         assert refusing.accepted == []
         refusing.status = 202
         deadline = time.monotonic() + 120
@@ -228,7 +228,7 @@ def test_a_result_the_sink_never_takes_is_logged_with_its_objects_at_shutdown(st
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/ready", process, timeout=300, log=log)
         assert empty(post(base, binary("u-1", {"bucket": "audio", "key": uploaded["sample"]})))
-        refusing.wait_for(1, 120)
+        refusing.wait_for(1, 300)
         assert stop(process) == 0
     finally:
         stop(process)
