@@ -7,14 +7,14 @@ Trigger or KafkaSource does (tests/support/knative_delivery.py). Per scenario th
 counts the inputs whose result reached the results sink or the reply sink (delivered), the
 deliveries that went to the dead-letter sink (DLQ) and the inputs with neither (lost).
 
-The sender's backoff starts at 0.5 s instead of the manifests' PT5S to keep the run short;
-the receiver's ``Retry-After`` (5 s) is honoured as Knative does, so retries of "busy" and
-"store down" are paced by the receiver, not by the test.
+The sender uses the Trigger's own delivery settings from knative/broker.yaml (retries,
+exponential backoff from PT5S, PT5M per attempt), and honours the receiver's ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -23,17 +23,41 @@ from dataclasses import dataclass
 
 import pytest
 import requests
+import yaml
 
 from tests.support.audio_bytes import encode, tone
 from tests.support.knative_delivery import DeliveryResult, DeliverySpec, KnativeSender
 from tests.support.oidc import Issuer, RsaKey
+from tests.support.processes import REPO
 from tests.support.sink import EventSink
 
 pytestmark = pytest.mark.integration
 UPLOADED = "dev.diarization.audio.uploaded"
 COMPLETED = "dev.diarization.job.completed"
 AUDIENCE = "serving.knative.dev/service/diarization/diarization-events"
-SPEC = DeliverySpec(retry=8, backoff_delay=0.5, timeout=300.0)
+
+
+def iso_seconds(duration: str) -> float:
+    """Seconds of an ISO 8601 duration such as ``PT5M``."""
+    match = re.fullmatch(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?", duration)
+    assert match, duration
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def trigger_delivery() -> DeliverySpec:
+    """The delivery settings of the shipped Trigger."""
+    docs = yaml.safe_load_all((REPO / "knative" / "broker.yaml").read_text())
+    delivery = next(doc for doc in docs if doc and doc["kind"] == "Trigger")["spec"]["delivery"]
+    assert delivery["backoffPolicy"] == "exponential"
+    return DeliverySpec(
+        retry=delivery["retry"],
+        backoff_delay=iso_seconds(delivery["backoffDelay"]),
+        timeout=iso_seconds(delivery["timeout"]),
+    )
+
+
+SPEC = trigger_delivery()
 
 
 @dataclass
