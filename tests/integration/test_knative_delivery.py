@@ -157,7 +157,7 @@ class Harness:
             (headers, body), _ = deliveries[index]
             sender.deliver(headers, body, results[index])
 
-        threads = [threading.Thread(target=deliver, args=(i,)) for i in range(len(deliveries))]
+        threads = [threading.Thread(target=deliver, args=(i,), daemon=True) for i in range(len(deliveries))]
         for thread in threads:
             thread.start()
             if not concurrent:
