@@ -275,7 +275,8 @@ def test_senders_must_authenticate_when_configured(start_shim, uploaded, tmp_pat
     audience = "serving.knative.dev/service/diarization/diarization-events"
     try:
         base = start_shim(RECEIVER_OIDC_ISSUER=issuer.url, RECEIVER_OIDC_AUDIENCE=audience, RECEIVER_TOKEN="sh4red")
-        event = binary("auth-1", {"bucket": "audio", "key": uploaded["sample"]})
+        # the corrupt file: an accepted event is answered (a failed event) without a long job
+        event = binary("auth-1", {"bucket": "audio", "key": uploaded["corrupt"]})
         jobs_before = _metric(base, "diarization_jobs_total")
         for authorization in (None, "Bearer wrong", f"Bearer {issuer.token('another/audience')}"):
             headers = {} if authorization is None else {"Authorization": authorization}
@@ -283,8 +284,12 @@ def test_senders_must_authenticate_when_configured(start_shim, uploaded, tmp_pat
             assert refused.status_code == 401 and _error_code(refused) == "unauthorized", refused.text
         assert _metric(base, "diarization_jobs_total") == jobs_before  # nothing ran
         accepted = post(base, event, Authorization=f"Bearer {issuer.token(audience)}")
-        assert accepted.status_code == 200 and accepted.headers["ce-type"] == "dev.diarization.job.completed"
-        assert post(base, event, Authorization="Bearer sh4red").status_code == 200  # the shared token too
+        assert accepted.status_code == 200 and accepted.headers["ce-type"] == "dev.diarization.job.failed"
+        assert accepted.json()["error"]["code"] == "corrupt_audio"
+        shared = post(
+            base, binary("auth-2", {"bucket": "audio", "key": uploaded["corrupt"]}), Authorization="Bearer sh4red"
+        )
+        assert shared.status_code == 200 and shared.json()["input"]["id"] == "auth-2"  # the shared token too
     finally:
         issuer.close()
 
