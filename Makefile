@@ -148,11 +148,13 @@ create-secret: ## Secrets from S3_ACCESS_KEY, S3_SECRET_KEY and the optional HF_
 	@if [ -n "$${API_KEY:-}" ]; then $(KUBECTL) -n $(NAMESPACE) create secret generic diarization-api-key \
 	  --from-literal=API_KEY="$$API_KEY" --dry-run=client -o yaml | $(KUBECTL) apply -f -; fi
 
-deploy: ## apply knative/ into $(NAMESPACE) with $(IMAGE), then the HTTPS Route for the Service's host
+deploy: ## apply knative/ into $(NAMESPACE) with $(IMAGE), then the HTTPS Route for the public Service's host
 	$(KUBECTL) get namespace $(NAMESPACE) >/dev/null 2>&1 || $(KUBECTL) create namespace $(NAMESPACE)
+	# OpenShift Serverless runs the SinkBinding webhook in inclusion mode: only labelled namespaces get K_SINK
+	$(KUBECTL) label --overwrite namespace $(NAMESPACE) bindings.knative.dev/include=true
 	$(KUBECTL) kustomize knative/ | sed -e 's|$(KUSTOMIZE_IMAGE)|$(IMAGE)|' -e 's|namespace: diarization$$|namespace: $(NAMESPACE)|' \
-	  | $(KUBECTL) apply -n $(NAMESPACE) -f -
-	$(KUBECTL) -n $(NAMESPACE) wait ksvc/diarization --for=condition=Ready --timeout=15m
+	  -e 's|/diarization/diarization-events|/$(NAMESPACE)/diarization-events|' | $(KUBECTL) apply -n $(NAMESPACE) -f -
+	$(KUBECTL) -n $(NAMESPACE) wait ksvc/diarization ksvc/diarization-events --for=condition=Ready --timeout=15m
 	host=$$($(KUBECTL) -n $(NAMESPACE) get ksvc diarization -o jsonpath='{.status.url}' | sed 's|^[a-z]*://||'); \
 	$(KUBECTL) kustomize knative/openshift/ | sed "s|host: .*|host: $$host|; s|name: diarization-diarization|name: diarization-$(NAMESPACE)|" \
 	  | $(KUBECTL) apply -f -; echo "https://$$host"
@@ -162,7 +164,7 @@ undeploy: ## delete what deploy created (Secrets and the model PVC are kept)
 	$(KUBECTL) kustomize knative/ | sed 's|namespace: diarization$$|namespace: $(NAMESPACE)|' \
 	  | $(KUBECTL) delete -n $(NAMESPACE) --ignore-not-found -f - --selector '!diarization.dev/keep'
 
-status: ## the Service, the consumer, their scalers, event plumbing and pods
+status: ## the Services, the consumer, their scalers, event plumbing and pods
 	$(KUBECTL) -n $(NAMESPACE) get ksvc,deployment,scaledobject,broker,trigger,kafkasource,kafkasink,sinkbinding,pvc,pods -o wide 2>/dev/null || true
 	$(KUBECTL) -n $(NAMESPACE) get ksvc diarization -o jsonpath='{.status.url}{"\n"}' 2>/dev/null || true
 

@@ -171,7 +171,15 @@ class ReceiverSettings:
     always_async: bool = env("RECEIVER_ASYNC", False)
     dedup_window_seconds: float = env("DEDUP_WINDOW_SECONDS", 600.0)
     max_event_bytes: int = env("EVENT_MAX_BYTES", 1024 * 1024, minimum=1024)
-    sink_retry_seconds: float = env("RECEIVER_SINK_RETRY_SECONDS", 300.0)
+    enabled: bool = env("RECEIVER_ENABLED", True)  # false on the public Service: no POST /
+    # Sender authentication on POST / (http_shim.sender_auth): a shared bearer token, and/or
+    # Knative Eventing's OIDC tokens checked against the issuer's keys.
+    token: Secret = env("RECEIVER_TOKEN", Secret(""))
+    oidc_issuer: str = env("RECEIVER_OIDC_ISSUER", "")
+    oidc_audience: str = env("RECEIVER_OIDC_AUDIENCE", "")
+    oidc_jwks_url: str = env("RECEIVER_OIDC_JWKS_URL", "")  # empty: from the issuer's discovery document
+    oidc_ca_bundle: str = env("RECEIVER_OIDC_CA_BUNDLE", "")
+    oidc_fetch_token_file: str = env("RECEIVER_OIDC_FETCH_TOKEN_FILE", "")  # bearer for fetching the keys
 
 
 @dataclass(frozen=True, slots=True)

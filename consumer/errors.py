@@ -206,6 +206,14 @@ class PublishError(ServiceError):
     http_status = 503
 
 
+class SenderKeysUnavailableError(ServiceError):
+    """The keys that sign the senders' tokens could not be fetched: the token cannot be checked yet."""
+
+    code = "sender_keys_unavailable"
+    retryable = True
+    http_status = 503
+
+
 class ModelLoadError(ServiceError):
     """The configured model could not be loaded (wrong path, no token, no network)."""
 

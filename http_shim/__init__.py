@@ -1,7 +1,7 @@
 """The HTTP shim: the synchronous API of the previous server, the Knative receiver, probes, metrics.
 
 ``create_app(analyzer, settings, event_job)`` builds the Flask app; ``http_shim.server`` runs
-it under gunicorn. Nothing here imports torch.
+it under gunicorn and calls ``shut_down`` when it stops. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -12,15 +12,17 @@ from consumer.analyzer import Analyzer
 from consumer.config import Settings
 from consumer.event_job import EventJob
 from http_shim import api, errors, observability, openai_api, probes, receiver
-from http_shim.state import AppState, install
+from http_shim.state import AppState, install, state_of
 
 
 def create_app(analyzer: Analyzer, settings: Settings, event_job: EventJob | None = None) -> Flask:
-    """The Flask app: the sync API on ``analyzer``, and the Knative receiver on ``event_job`` if given."""
+    """The Flask app: the sync API on ``analyzer``, and the Knative receiver on ``event_job`` if given
+    and ``RECEIVER_ENABLED`` (the public Service runs without it: no ``POST /``)."""
     app = Flask(__name__)
     # multipart framing adds a little to the audio itself
     app.config["MAX_CONTENT_LENGTH"] = settings.audio.max_bytes + 64 * 1024
-    events = None if event_job is None else receiver.Receiver(event_job, settings)
+    enabled = event_job is not None and settings.receiver.enabled
+    events = receiver.Receiver(event_job, settings) if enabled and event_job is not None else None
     install(app, AppState(analyzer, settings, events))
     observability.register(app)
     errors.register(app)
@@ -30,3 +32,10 @@ def create_app(analyzer: Analyzer, settings: Settings, event_job: EventJob | Non
     if events is not None:
         app.register_blueprint(receiver.blueprint)
     return app
+
+
+def shut_down(app: Flask) -> None:
+    """The process is stopping: tell the receiver (if any), whose accepted jobs then give up retrying."""
+    events = state_of(app).receiver
+    if events is not None:
+        events.shutdown()

@@ -1,13 +1,14 @@
-"""Liveness, readiness and metrics: always open, never behind the API key."""
+"""Liveness and readiness, always open; metrics, behind the API key when one is set."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from consumer import metrics
 from consumer.engine import Engine
 from consumer.probes import readiness
+from http_shim.api import require_bearer
 from http_shim.state import state
 
 blueprint = Blueprint("probes", __name__)
@@ -33,6 +34,9 @@ def ready() -> tuple[Response, int]:
 
 @blueprint.get("/metrics")
 def prometheus() -> Response:
-    """Prometheus text exposition of the job and HTTP metrics."""
+    """Prometheus text exposition of the job and HTTP metrics; needs the API key when one is set."""
+    key = state().settings.http.api_key.value
+    if key:  # event ids, error counts and load are not for whoever reaches the Route
+        require_bearer(request.headers.get("Authorization", ""), key)
     metrics.MODEL_READY.set(1 if _engine().ready else 0)
     return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)

@@ -1,23 +1,38 @@
 """The Knative door: CloudEvents (and MinIO notifications) pushed to ``POST /``.
 
-Status codes follow Knative's delivery rules (it retries 5xx, 404, 409 and 429):
+Answers follow the Knative Eventing data-plane contract (knative/specs
+``specs/eventing/data-plane.md``): senders retry 5xx, 404, 409 and 429, a 200 may carry a
+reply event, 202 never does. The Kafka broker's and KafkaSource's dispatcher
+(knative-extensions/eventing-kafka-broker, ``data-plane/dispatcher/.../impl/BaseResponseHandler.java``)
+reads every 2xx body as a CloudEvent and fails the delivery, into the dead-letter sink,
+when a non-empty body is not one. So every 2xx here is empty or a binary-mode CloudEvent:
 
+- a sender that is not allowed (``http_shim.sender_auth``): 401, never retried;
 - malformed or unsupported input: 400, never retried;
 - a permanent job failure (corrupt audio, missing object...): a ``…failed`` event with 200
   (never 404, which Knative would retry);
-- transient trouble (storage, model still loading, no free slot, sink down): 503, retried.
+- transient trouble (storage, model still loading, no free slot, sink down, a body that
+  stalled or ended early): 503 with ``Retry-After``, retried;
+- nothing to do (a notification without created objects): 202, empty.
 
 Results go back as the reply (binary-mode CloudEvent, 200) for a Broker/Trigger, or, when
-``K_SINK`` is set (SinkBinding, or a KafkaSource whose replies are ignored), are POSTed to
-the sink and the request gets 202. A job still running after the reply timeout (or every
-job with ``RECEIVER_ASYNC``) is answered 202 at once and its result is sent to the sink
-when ready; such a job retries transient failures in place, since its event was already
-accepted. The same event (source + id) delivered again within the dedup window gets the
-same result without recomputation.
+``K_SINK`` is set (SinkBinding), are POSTed to the sink and the request gets an empty 202.
+A job still running after the reply timeout (or every job with ``RECEIVER_ASYNC``) is
+answered 202 at once; it then retries transient failures in place, and its result is sent
+to the sink, retried until shutdown (then logged with its result object keys and counted
+in ``diarization_results_undelivered_total``).
+
+A notification with several records is one delivery: it is answered 503 if any record is
+transient, and the retry finds the records already done in the dedup window (or their
+stored results, through ``EventJob``), so only the transient ones run again. The dedup key
+is the event's source and id plus a digest of what it asks for: a second event that reuses
+an id with other data does not get the first one's answer.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 import time
@@ -26,40 +41,61 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import urllib3
-from flask import Blueprint, Response, jsonify, request
-from flask.typing import ResponseReturnValue
+from flask import Blueprint, Response, request
 from prometheus_client import Counter
+from werkzeug.exceptions import ClientDisconnected
 
 from consumer import codec
 from consumer.analyzer import Reservation
 from consumer.config import ReceiverSettings, Settings
-from consumer.errors import InvalidEventError, PayloadTooLargeError, PublishError, ServiceError, UnsupportedEventError
+from consumer.errors import (
+    BusyError,
+    InvalidEventError,
+    PayloadTooLargeError,
+    PublishError,
+    ServiceError,
+    UnsupportedEventError,
+)
 from consumer.event_job import EventJob
-from consumer.events import AudioJobRequested, InputRef, JobFailed, JobOutcome
+from consumer.events import AudioJobRequested, JobFailed, JobOutcome
 from consumer.retry import Backoff
 from http_shim.errors import error_response
+from http_shim.sender_auth import SenderAuth
 from http_shim.state import state
 
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("receiver", __name__)
 EVENTS = Counter("receiver_events_total", "Events received on POST /, by how they were answered", ["answer"])
-_MAX_DEDUP_ENTRIES = 10_000
+UNDELIVERED = Counter(
+    "diarization_results_undelivered_total",
+    "Accepted events whose result never reached K_SINK before shutdown (logged with their result objects)",
+)
+MAX_DEDUP_ENTRIES = 10_000
 _BACKOFF = Backoff(max_seconds=60.0)
+
+Item = AudioJobRequested | JobFailed
+DedupKey = tuple[str, str, str]
 
 
 @blueprint.post("/")
-def receive() -> ResponseReturnValue:
+def receive() -> Response:
     """Take one pushed event; see the module docstring for the answers."""
     receiver = state().receiver
     assert receiver is not None, "the receiver blueprint is registered only with a receiver"
+    receiver.auth.check(request.headers.get("Authorization", ""))  # before reading any body
     limit = receiver.settings.max_event_bytes
     if (request.content_length or 0) > limit:
         raise PayloadTooLargeError(f"events are limited to {limit} bytes")
     # a chunked body declares no length: read one byte past the limit to see it is over
     # (werkzeug stops quietly at max_content_length)
     request.max_content_length = limit + 1
-    body = request.get_data(cache=False)
+    try:
+        body = request.get_data(cache=False)
+    except (ClientDisconnected, TimeoutError):
+        # the sync API answers 408/400 (http_shim.errors); an event must be retried instead
+        EVENTS.labels("retry").inc()
+        return error_response(503, "incomplete_body", "the event's body stalled or ended early; send it again")
     if len(body) > limit:
         raise PayloadTooLargeError(f"events are limited to {limit} bytes")
     return receiver.receive(dict(request.headers.items()), body)
@@ -69,28 +105,48 @@ def receive() -> ResponseReturnValue:
 class _Delivery:
     """One event's job, shared by every delivery of the same event."""
 
+    key: DedupKey
     created: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    sending: threading.Lock = field(default_factory=threading.Lock)  # one POST to the sink at a time
     outcome: JobOutcome | None = None
     error: ServiceError | None = None
-    detached: bool = False  # answered 202: the job must reach the sink on its own
+    detached: bool = False  # answered 202 while running: the job must reach the sink on its own
     sent: bool = False  # the outcome reached the sink
 
 
 class Receiver:
     """Runs pushed events through the ``EventJob`` and answers as Knative expects."""
 
-    def __init__(self, event_job: EventJob, settings: Settings, backoff: Backoff = _BACKOFF) -> None:
+    def __init__(
+        self,
+        event_job: EventJob,
+        settings: Settings,
+        backoff: Backoff = _BACKOFF,
+        max_entries: int = MAX_DEDUP_ENTRIES,
+    ) -> None:
         self.event_job = event_job
         self.backoff = backoff
+        self.max_entries = max_entries
         self.settings: ReceiverSettings = settings.receiver
         self.source = settings.events.source
-        self._deliveries: OrderedDict[tuple[str, str], _Delivery] = OrderedDict()
+        self.auth = SenderAuth.from_settings(settings.receiver)
+        self._deliveries: OrderedDict[DedupKey, _Delivery] = OrderedDict()
         self._guard = threading.Lock()
+        self._stopping = threading.Event()
         self._http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=5, read=30), retries=False)
 
-    def receive(self, headers: Mapping[str, str], body: bytes) -> ResponseReturnValue:
+    def shutdown(self) -> None:
+        """The process is stopping: accepted jobs and sink retries give up (logged and counted)."""
+        self._stopping.set()
+
+    @property
+    def entries(self) -> int:
+        """Events in the dedup window, running or done."""
+        return len(self._deliveries)
+
+    def receive(self, headers: Mapping[str, str], body: bytes) -> Response:
         """The HTTP answer to one pushed event."""
         try:
             items = codec.decode_http(dict(headers), body)
@@ -99,46 +155,91 @@ class Receiver:
             return error_response(400, exc.code, exc.message)
         if not items:
             EVENTS.labels("ignored").inc()
-            return jsonify(status="ignored"), 202
-        answers = [self._answer(item) for item in items]
-        if len(answers) > 1:
+            return _empty(202)
+        return self._answer(items)
+
+    # --- the jobs of one request -----------------------------------------------------------
+
+    def _answer(self, items: list[Item]) -> Response:
+        deliveries: list[_Delivery] = []
+        transient: ServiceError | None = None
+        for item in items:
+            try:
+                deliveries.append(self._delivery(item))
+            except BusyError as exc:  # no slot for this record: nothing was started for it
+                transient = transient or exc
+        if transient is None:  # a record that could not start means a retry anyway: do not wait
+            deadline = time.monotonic() + (0.0 if self.settings.always_async else self.settings.reply_timeout_seconds)
+            for delivery in deliveries:
+                delivery.done.wait(max(0.0, deadline - time.monotonic()))
+        done: list[_Delivery] = []
+        running = False
+        for delivery in deliveries:
+            with delivery.lock:
+                if not delivery.done.is_set():
+                    running = True
+                    delivery.detached = transient is None  # else the retry will find it running
+                elif delivery.outcome is None:
+                    assert delivery.error is not None
+                    transient = transient or delivery.error
+                    self._forget(delivery)  # the retry must run this job again
+                else:
+                    done.append(delivery)
+        if self.settings.sink:
+            return self._answer_with_sink(done, transient, running)
+        if transient is not None:
+            return self._retry(transient)
+        return self._reply(done, running)
+
+    def _answer_with_sink(self, done: list[_Delivery], transient: ServiceError | None, running: bool) -> Response:
+        """Send what is done (even when the request must be retried for other records); 202 or 503."""
+        for delivery in done:
+            try:
+                self._send(delivery)
+            except PublishError as exc:
+                transient = transient or exc
+        if transient is not None:
+            return self._retry(transient)
+        EVENTS.labels("accepted" if running else "sent").inc()
+        return _empty(202)
+
+    def _reply(self, done: list[_Delivery], running: bool) -> Response:
+        """Without a sink the result is the reply: one event per request."""
+        if running or len(done) != 1:
             log.warning(
-                "one request carried several jobs; the reply holds the first result", extra={"jobs": len(answers)}
+                "no K_SINK for these results: they are in the result objects only",
+                extra={"jobs": len(done) + running, "detached": running},
             )
-        return answers[0]
+            EVENTS.labels("accepted").inc()
+            return _empty(202 if running else 200)
+        EVENTS.labels("replied").inc()
+        outcome = done[0].outcome
+        assert outcome is not None
+        reply = codec.encode_http(outcome, self.source)
+        return Response(reply.body, status=200, headers=reply.headers)
 
-    # --- one job ---------------------------------------------------------------------------
+    @staticmethod
+    def _retry(error: ServiceError) -> Response:
+        EVENTS.labels("retry").inc()
+        return error_response(503, error.code, error.message)
 
-    def _answer(self, item: AudioJobRequested | JobFailed) -> ResponseReturnValue:
-        try:
-            delivery = self._delivery(item)
-        except ServiceError as exc:  # no free slot: let Knative retry later
-            EVENTS.labels("retry").inc()
-            return error_response(exc.http_status, exc.code, exc.message)
-        timeout = 0.0 if self.settings.always_async else self.settings.reply_timeout_seconds
-        finished = delivery.done.wait(timeout)
-        with delivery.lock:
-            if not finished and not delivery.done.is_set():
-                delivery.detached = True
-                EVENTS.labels("accepted").inc()
-                return jsonify(status="accepted", result_id=item.input.result_id()), 202
-        if delivery.outcome is None:
-            assert delivery.error is not None
-            self._forget(item)  # a retried delivery must run the job again
-            EVENTS.labels("retry").inc()
-            return error_response(delivery.error.http_status, delivery.error.code, delivery.error.message)
-        return self._deliver(delivery)
+    # --- the dedup window ------------------------------------------------------------------
 
-    def _delivery(self, item: AudioJobRequested | JobFailed) -> _Delivery:
-        """The delivery of this event: an existing one (dedup), or a new job started now."""
-        key = (item.input.source, item.input.id)
+    def _delivery(self, item: Item) -> _Delivery:
+        """The delivery of this event: an existing one (dedup), or a new job started now.
+
+        Raises ``BusyError`` when no job slot is free or the window is full of running jobs.
+        """
+        key = _dedup_key(item)
         with self._guard:
-            self._evict_expired()
+            self._evict()
             existing = self._deliveries.get(key)
             if existing is not None:
                 EVENTS.labels("duplicate").inc()
                 return existing
-            delivery = _Delivery()
+            if len(self._deliveries) >= self.max_entries:
+                raise BusyError("too many events are still running; retry later")
+            delivery = _Delivery(key)
             if isinstance(item, JobFailed):
                 delivery.outcome = item
                 delivery.done.set()
@@ -147,6 +248,29 @@ class Receiver:
                 threading.Thread(target=self._run, args=(item, delivery, reservation), name="receiver-job").start()
             self._deliveries[key] = delivery
             return delivery
+
+    def _evict(self) -> None:
+        """Drop finished entries older than the window, then the oldest finished ones past the bound.
+
+        Running entries are skipped, never waited for: a job stuck on retries cannot pin the map.
+        """
+        horizon = time.monotonic() - self.settings.dedup_window_seconds
+        doomed: list[DedupKey] = []
+        for key, delivery in self._deliveries.items():
+            over = len(self._deliveries) - len(doomed) >= self.max_entries
+            if delivery.created >= horizon and not over:
+                break  # entries are in creation order: the rest are younger
+            if delivery.done.is_set():
+                doomed.append(key)
+        for key in doomed:
+            del self._deliveries[key]
+
+    def _forget(self, delivery: _Delivery) -> None:
+        with self._guard:
+            if self._deliveries.get(delivery.key) is delivery:
+                del self._deliveries[delivery.key]
+
+    # --- one job ---------------------------------------------------------------------------
 
     def _run(self, job: AudioJobRequested, delivery: _Delivery, reservation: Reservation) -> None:
         """The job thread (not a daemon: shutdown waits for accepted jobs)."""
@@ -162,7 +286,16 @@ class Receiver:
                         delivery.done.set()
                         return
                 attempt += 1
-                self.backoff.wait(attempt)
+                if not self._pause(attempt):
+                    UNDELIVERED.inc()
+                    log.error(
+                        "an accepted event's job was still failing at shutdown; it has no result",
+                        extra={"event_id": job.input.id, "source": job.input.source, "error_code": exc.code},
+                    )
+                    with delivery.lock:
+                        delivery.error = exc
+                        delivery.done.set()
+                    return
         with delivery.lock:
             delivery.outcome = outcome
             delivery.done.set()
@@ -170,34 +303,22 @@ class Receiver:
         if detached:
             self._send_until_delivered(delivery)
 
-    # --- replies and the sink --------------------------------------------------------------
-
-    def _deliver(self, delivery: _Delivery) -> ResponseReturnValue:
-        assert delivery.outcome is not None
-        if not self.settings.sink:
-            EVENTS.labels("replied").inc()
-            reply = codec.encode_http(delivery.outcome, self.source)
-            return Response(reply.body, status=200, headers=reply.headers)
-        if not delivery.sent:
-            try:
-                self._send(delivery)
-            except PublishError as exc:
-                EVENTS.labels("retry").inc()
-                return error_response(503, exc.code, exc.message)
-        EVENTS.labels("sent").inc()
-        return jsonify(status="sent", result_id=_outcome_input(delivery.outcome).result_id()), 202
+    # --- the sink --------------------------------------------------------------------------
 
     def _send(self, delivery: _Delivery) -> None:
-        """POST the outcome to K_SINK as a binary-mode CloudEvent; raises ``PublishError``."""
+        """POST the outcome to K_SINK once (if not sent yet) as a binary-mode CloudEvent; raises ``PublishError``."""
         assert delivery.outcome is not None
-        event = codec.encode_http(delivery.outcome, self.source)
-        try:
-            response = self._http.request("POST", self.settings.sink, body=event.body, headers=event.headers)
-        except urllib3.exceptions.HTTPError as exc:
-            raise PublishError(f"the sink is unreachable: {exc}") from exc
-        if not 200 <= response.status < 300:
-            raise PublishError(f"the sink answered {response.status}")
-        delivery.sent = True
+        with delivery.sending:
+            if delivery.sent:
+                return
+            event = codec.encode_http(delivery.outcome, self.source)
+            try:
+                response = self._http.request("POST", self.settings.sink, body=event.body, headers=event.headers)
+            except urllib3.exceptions.HTTPError as exc:
+                raise PublishError(f"the sink is unreachable: {exc}") from exc
+            if not 200 <= response.status < 300:
+                raise PublishError(f"the sink answered {response.status}")
+            delivery.sent = True
 
     def _send_until_delivered(self, delivery: _Delivery) -> None:
         if not self.settings.sink:
@@ -207,36 +328,52 @@ class Receiver:
             )
             return
         attempt = 0
-        deadline = time.monotonic() + self.settings.sink_retry_seconds
-        while not delivery.sent:
+        while True:
             try:
                 self._send(delivery)
+                return
             except PublishError as exc:
                 attempt += 1
-                if time.monotonic() > deadline:
-                    log.error(
-                        "giving up sending a result to the sink; it stays in the result objects and is "
-                        "the reply to a redelivery",
-                        extra={"error": exc.message, "attempts": attempt},
-                    )
-                    return
                 log.warning("sending a result to the sink failed", extra={"error": exc.message, "attempt": attempt})
-                self.backoff.wait(attempt)
+                if not self._pause(attempt):
+                    self._give_up(delivery, exc, attempt)
+                    return
 
-    def _forget(self, item: AudioJobRequested | JobFailed) -> None:
-        with self._guard:
-            self._deliveries.pop((item.input.source, item.input.id), None)
+    def _give_up(self, delivery: _Delivery, exc: PublishError, attempts: int) -> None:
+        outcome = delivery.outcome
+        assert outcome is not None
+        UNDELIVERED.inc()
+        results = {} if isinstance(outcome, JobFailed) else outcome.document.get("results", {})
+        event = outcome.input if isinstance(outcome, JobFailed) else outcome.request.input
+        log.error(
+            "shutting down with a result the sink never took; it stays in the result objects",
+            extra={
+                "event_id": event.id,
+                "source": event.source,
+                "result_id": event.result_id(),
+                "results": results,
+                "error": exc.message,
+                "attempts": attempts,
+            },
+        )
 
-    def _evict_expired(self) -> None:
-        horizon = time.monotonic() - self.settings.dedup_window_seconds
-        while self._deliveries:
-            key, oldest = next(iter(self._deliveries.items()))
-            if oldest.created >= horizon and len(self._deliveries) < _MAX_DEDUP_ENTRIES:
-                break
-            if not oldest.done.is_set():  # never drop a running job's entry
-                break
-            del self._deliveries[key]
+    def _pause(self, attempt: int) -> bool:
+        """Back off before retry ``attempt``; False when the process is stopping."""
+        return not self._stopping.is_set() and self.backoff.wait(attempt, lambda: not self._stopping.is_set())
 
 
-def _outcome_input(outcome: JobOutcome) -> InputRef:
-    return outcome.input if isinstance(outcome, JobFailed) else outcome.request.input
+def _dedup_key(item: Item) -> DedupKey:
+    """Source, id and a digest of what the event asks for."""
+    if isinstance(item, JobFailed):
+        data = {"object": item.object.to_dict() if item.object else None, "failed": [item.code, item.message]}
+    else:
+        data = {"object": item.object.to_dict(), "options": item.options.to_dict()}
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    return item.input.source, item.input.id, digest
+
+
+def _empty(status: int) -> Response:
+    """A 2xx without a body (and without a content type): never mistaken for a reply event."""
+    response = Response(b"", status=status)
+    del response.headers["Content-Type"]
+    return response

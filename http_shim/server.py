@@ -50,6 +50,21 @@ class HeaderDeadlineWorker(ThreadWorker):
         self._headers.disarm(conn)  # the headers are in
         return super().handle_request(req, conn)
 
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM: gunicorn drains the requests; the receiver stops retrying its accepted jobs."""
+        super().handle_exit(sig, frame)
+        self._shut_down()
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        self._shut_down()
+        super().handle_quit(sig, frame)
+
+    def _shut_down(self) -> None:
+        from http_shim import shut_down
+
+        if getattr(self, "wsgi", None) is not None:
+            shut_down(self.wsgi)
+
     @staticmethod
     def _late(conn: Any) -> None:
         log.info("closing a connection whose request headers were late", extra={"client": str(conn.client)})

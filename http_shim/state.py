@@ -32,5 +32,10 @@ def install(app: Flask, state: AppState) -> None:
 
 def state() -> AppState:
     """The current app's state; call inside a request or app context."""
-    found: AppState = current_app.extensions[_EXTENSION]
+    return state_of(current_app)
+
+
+def state_of(app: Flask) -> AppState:
+    """``app``'s state."""
+    found: AppState = app.extensions[_EXTENSION]
     return found

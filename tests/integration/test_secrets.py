@@ -16,6 +16,7 @@ SECRETS = {
     "HF_TOKEN": "hf_" + uuid.uuid4().hex,
     "API_KEY": "api-" + uuid.uuid4().hex,
     "KAFKA_SASL_PASSWORD": "sasl-" + uuid.uuid4().hex,
+    "RECEIVER_TOKEN": "recv-" + uuid.uuid4().hex,
 }
 
 
@@ -27,7 +28,9 @@ def _assert_clean(text: str, where: str, secrets: list[str]) -> None:
 def test_shim_keeps_secrets_out_of_logs_and_probes(stack, start_shim, sample, tmp_path):
     base = start_shim(**SECRETS)
     secrets = [*SECRETS.values(), stack.env["S3_SECRET_KEY"]]
-    bodies = [requests.get(f"{base}{path}", timeout=10).text for path in ("/health", "/ready", "/metrics")]
+    key = {"Authorization": f"Bearer {SECRETS['API_KEY']}"}  # /metrics needs the API key when one is set
+    bodies = [requests.get(f"{base}{path}", headers=key, timeout=10).text for path in ("/health", "/ready", "/metrics")]
+    assert "http_requests_total" in bodies[-1]
     with sample[0].open("rb") as audio:
         ok = requests.post(
             f"{base}/v1/vad",

@@ -92,9 +92,40 @@ def the(kind: str, api_group: str = "") -> Doc:
     return docs[0]
 
 
-def knative_service() -> Doc:
-    """The Knative Service of the shim."""
-    return the("Service", "serving.knative.dev/")
+def knative_services() -> list[Doc]:
+    """The Knative Services of the shim: the public one and the cluster-local one that receives events."""
+    return [doc for doc in find("Service") if doc.body["apiVersion"].startswith("serving.knative.dev/")]
+
+
+def knative_service(name: str) -> Doc:
+    """The Knative Service called ``name``."""
+    (doc,) = [doc for doc in knative_services() if doc.name == name]
+    return doc
+
+
+def route_service() -> Doc:
+    """The Knative Service the Route exposes: its host is ``<service>-<namespace>.<apps domain>``."""
+    host = the("Route").body["spec"]["host"]
+    namespace = kustomization(KNATIVE)["namespace"]
+    matches = [doc for doc in knative_services() if host.startswith(f"{doc.name}-{namespace}.")]
+    assert len(matches) == 1, f"the Route's host {host} names no single Knative Service"
+    return matches[0]
+
+
+def event_targets() -> list[tuple[Doc, dict[str, Any]]]:
+    """Everything that sends events to a workload: Trigger subscribers, KafkaSource sinks, SinkBinding subjects."""
+    return [
+        *((doc, doc.body["spec"]["subscriber"]) for doc in find("Trigger")),
+        *((doc, doc.body["spec"]["sink"]) for doc in find("KafkaSource")),
+        *((doc, {"ref": doc.body["spec"]["subject"]}) for doc in find("SinkBinding")),
+    ]
+
+
+def events_service() -> Doc:
+    """The Knative Service the event plumbing points at."""
+    names = {target["ref"]["name"] for _, target in event_targets()}
+    assert len(names) == 1, f"events go to several workloads: {names}"
+    return knative_service(names.pop())
 
 
 def pod_spec(doc: Doc) -> dict[str, Any]:
@@ -104,7 +135,7 @@ def pod_spec(doc: Doc) -> dict[str, Any]:
 
 def workloads() -> list[Doc]:
     """Everything that runs the image."""
-    return [knative_service(), *find("Deployment")]
+    return [*knative_services(), *find("Deployment")]
 
 
 def config_map() -> dict[str, str]:
@@ -185,7 +216,7 @@ def test_document_matches_its_schema(doc: Doc, crd_schemas: dict, kubernetes_val
     assert schema_errors(doc.body, crd_schemas, kubernetes_validate) == []
 
 
-@pytest.mark.parametrize("doc", [knative_service(), the("Deployment")], ids=str)
+@pytest.mark.parametrize("doc", [*knative_services(), the("Deployment")], ids=str)
 def test_schemas_reject_an_unknown_field(doc: Doc, crd_schemas: dict, kubernetes_validate: ModuleType) -> None:
     body = yaml.safe_load(yaml.safe_dump(doc.body))
     body["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
@@ -326,7 +357,8 @@ def test_containers_run_a_mode_of_the_entry_point() -> None:
         assert container["image"] == IMAGE, doc
         assert "command" not in container, f"{doc}: keep the image's ENTRYPOINT"
         assert container["args"][0] in cli.MODES, doc
-    assert [c["args"] for c in pod_spec(knative_service())["containers"]] == [["shim"]]
+    for service in knative_services():
+        assert [c["args"] for c in pod_spec(service)["containers"]] == [["shim"]], service
     assert [c["args"] for c in pod_spec(the("Deployment"))["containers"]] == [["consumer"]]
 
 
@@ -355,7 +387,10 @@ def probes(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize(
     ("doc", "served", "port"),
     [
-        pytest.param(knative_service(), REPO / "http_shim" / "probes.py", Settings.from_env({}).http.port, id="shim"),
+        *(
+            pytest.param(service, REPO / "http_shim" / "probes.py", Settings.from_env({}).http.port, id=service.name)
+            for service in knative_services()
+        ),
         pytest.param(
             the("Deployment"), REPO / "consumer" / "probes.py", Settings.from_env({}).kafka.probe_port, id="consumer"
         ),
@@ -379,7 +414,8 @@ def test_each_replica_gets_one_gpu_on_a_gpu_node() -> None:
         resources = container["resources"]
         assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == "1", doc
         assert pod_spec(doc)["nodeSelector"] == {"nvidia.com/gpu.present": "true"}, doc
-    assert settings_of(pod_spec(knative_service())["containers"][0]).engine.device == "cuda"
+    for service in knative_services():
+        assert settings_of(pod_spec(service)["containers"][0]).engine.device == "cuda", service
 
 
 def test_consumer_grace_period_outlasts_its_shutdown_grace() -> None:
@@ -435,24 +471,26 @@ def deliveries() -> list[tuple[Doc, dict[str, Any]]]:
     return [(doc, doc.body["spec"]["delivery"]) for doc in [*find("Trigger"), *find("KafkaSource")]]
 
 
-def test_concurrency_fits_one_gpu() -> None:
-    spec = pod_spec(knative_service())
+@pytest.mark.parametrize("service", knative_services(), ids=str)
+def test_concurrency_fits_one_gpu(service: Doc) -> None:
+    spec = pod_spec(service)
     settings = settings_of(spec["containers"][0]).http
     assert spec["containerConcurrency"] == settings.max_queued_jobs + 1  # running + waiting
     assert settings.threads > spec["containerConcurrency"]  # probes still get a thread
 
 
 def test_timeouts_nest() -> None:
-    """Receiver reply < delivery timeout <= Knative's request timeout = the Route's; shim drains in time."""
-    service = knative_service()
-    spec = pod_spec(service)
+    """Receiver reply < delivery timeout <= Knative's request timeout = the Route's; shims drain in time."""
+    for service in knative_services():
+        spec = pod_spec(service)
+        assert settings_of(spec["containers"][0]).http.request_timeout < spec["timeoutSeconds"], service
+    spec = pod_spec(events_service())
     settings = settings_of(spec["containers"][0])
-    assert settings.http.request_timeout < spec["timeoutSeconds"]
     for doc, delivery in deliveries():
         timeout = iso_seconds(delivery["timeout"])
         assert settings.receiver.reply_timeout_seconds < timeout <= spec["timeoutSeconds"], doc
     route_timeout = the("Route").body["metadata"]["annotations"]["haproxy.router.openshift.io/timeout"]
-    assert route_timeout == f"{spec['timeoutSeconds']}s"
+    assert route_timeout == f"{pod_spec(route_service())['timeoutSeconds']}s"
 
 
 def test_deliveries_retry_with_backoff_into_the_dead_letter_sink() -> None:
@@ -463,7 +501,7 @@ def test_deliveries_retry_with_backoff_into_the_dead_letter_sink() -> None:
         iso_seconds(delivery["backoffDelay"])
         assert delivery["deadLetterSink"]["ref"]["name"] == dlq[0].name, doc
         target = doc.body["spec"].get("subscriber") or doc.body["spec"]["sink"]
-        assert target["ref"]["name"] == knative_service().name, doc
+        assert target["ref"]["name"] == events_service().name, doc
 
 
 def test_the_trigger_takes_audio_uploaded_events() -> None:
@@ -474,13 +512,14 @@ def test_the_trigger_takes_audio_uploaded_events() -> None:
 
 def test_results_go_to_the_results_topic_through_k_sink() -> None:
     binding = the("SinkBinding").body["spec"]
-    assert binding["subject"]["name"] == knative_service().name
+    assert binding["subject"]["name"] == events_service().name
     sinks = {doc.name: doc.body["spec"]["topic"] for doc in find("KafkaSink")}
     assert sinks[binding["sink"]["ref"]["name"]] == stack.RESULTS_TOPIC
 
 
-def test_the_service_stays_warm_and_bounded() -> None:
-    annotations = knative_service().body["spec"]["template"]["metadata"]["annotations"]
+@pytest.mark.parametrize("service", knative_services(), ids=str)
+def test_the_service_stays_warm_and_bounded(service: Doc) -> None:
+    annotations = service.body["spec"]["template"]["metadata"]["annotations"]
     assert int(annotations["autoscaling.knative.dev/min-scale"]) >= 1
     assert int(annotations["autoscaling.knative.dev/max-scale"]) >= 1
 
@@ -498,8 +537,8 @@ def used_feature_flags(value: Any, schema: dict[str, Any]) -> set[str]:
     return flags
 
 
-def test_the_services_feature_flags_are_named_in_its_comments(crd_schemas: dict) -> None:
-    service = knative_service()
+@pytest.mark.parametrize("service", knative_services(), ids=str)
+def test_the_services_feature_flags_are_named_in_its_comments(service: Doc, crd_schemas: dict) -> None:
     flags = used_feature_flags(service.body, crd_schemas[(service.body["apiVersion"], "Service")])
     assert "kubernetes.podspec-persistent-volume-claim" in flags
     text = service.path.read_text()
@@ -507,9 +546,79 @@ def test_the_services_feature_flags_are_named_in_its_comments(crd_schemas: dict)
 
 
 def test_the_route_serves_the_service_over_https() -> None:
-    service, route = knative_service().body, the("Route").body["spec"]
+    service, route = route_service().body, the("Route").body["spec"]
     assert service["metadata"]["annotations"]["serving.knative.openshift.io/disableRoute"] == "true"
     assert route["to"] == {"kind": "Service", "name": "kourier", "weight": 100}
     assert route["port"] == {"targetPort": "http2"}
     assert route["tls"] == {"termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"}
     assert route["host"].startswith(f"{service['metadata']['name']}-")
+
+
+# --- Who can reach the receiver -------------------------------------------------------------
+def receiver_settings(service: Doc) -> Settings:
+    return settings_of(pod_spec(service)["containers"][0])
+
+
+def test_there_are_two_services_the_public_one_and_the_event_receiver() -> None:
+    assert len(knative_services()) == 2
+    assert route_service().name != events_service().name
+
+
+def test_the_routes_service_has_the_receiver_off() -> None:
+    public = route_service()
+    assert receiver_settings(public).receiver.enabled is False
+    assert "networking.knative.dev/visibility" not in public.body["metadata"].get("labels", {})
+
+
+def test_the_event_receiving_service_is_cluster_local() -> None:
+    events = events_service()
+    assert events.body["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
+    assert receiver_settings(events).receiver.enabled is True
+    # the SinkBinding's inclusion mode also selects the Service itself
+    assert events.body["metadata"]["labels"]["bindings.knative.dev/include"] == "true"
+
+
+def test_only_cluster_local_services_receive_events() -> None:
+    for service in knative_services():
+        local = service.body["metadata"].get("labels", {}).get("networking.knative.dev/visibility") == "cluster-local"
+        assert receiver_settings(service).receiver.enabled is local, service
+
+
+@pytest.mark.parametrize(("doc", "target"), event_targets(), ids=[str(doc) for doc, _ in event_targets()])
+def test_every_trigger_source_and_binding_points_at_the_event_receiver(doc: Doc, target: dict[str, Any]) -> None:
+    events = events_service()
+    assert target["ref"]["apiVersion"] == events.body["apiVersion"], doc
+    assert (target["ref"]["kind"], target["ref"]["name"]) == ("Service", events.name), doc
+    assert not target.get("uri"), f"{doc}: a URI would bypass the cluster-local Service"
+
+
+def test_senders_ask_for_the_audience_the_receiver_checks() -> None:
+    """Knative's OIDC tokens carry the subscriber's/sink's ``audience``: the receiver's RECEIVER_OIDC_AUDIENCE."""
+    events = events_service()
+    audience = receiver_settings(events).receiver.oidc_audience
+    namespace = kustomization(KNATIVE)["namespace"]
+    assert audience == f"serving.knative.dev/service/{namespace}/{events.name}"  # Knative's <group>/<kind>/<ns>/<name>
+    senders = [(doc, target) for doc, target in event_targets() if doc.kind != "SinkBinding"]
+    assert senders
+    for doc, target in senders:
+        assert target["audience"] == audience, doc
+
+
+def makefile_recipe(target: str) -> str:
+    """The recipe lines of one Makefile target."""
+    text = (REPO / "Makefile").read_text()
+    match = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", text, re.MULTILINE)
+    assert match, f"no {target} target in the Makefile"
+    return match.group(1)
+
+
+def test_make_deploy_includes_the_namespace_in_sinkbinding_and_exposes_only_the_public_service() -> None:
+    recipe = makefile_recipe("deploy")
+    assert re.search(r"label --overwrite namespace \$\(NAMESPACE\) bindings\.knative\.dev/include=true", recipe)
+    for service in knative_services():
+        assert f"ksvc/{service.name} " in recipe, f"make deploy does not wait for {service.name}"
+    assert f"get ksvc {route_service().name} -o jsonpath" in recipe  # the Route's host
+    assert f"get ksvc {events_service().name} -o jsonpath" not in recipe
+    assert (
+        f"/{kustomization(KNATIVE)['namespace']}/{events_service().name}|" in recipe
+    )  # the audience follows NAMESPACE

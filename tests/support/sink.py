@@ -10,14 +10,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 @dataclass(frozen=True)
 class Received:
-    """One POST: lower-cased headers and the body."""
+    """One POST: lower-cased headers, the body, and the status the sink answered."""
 
     headers: dict[str, str]
     body: bytes
+    status: int = 202
 
 
 class EventSink:
-    """Answers every POST with ``status`` and keeps what it got."""
+    """Answers every POST with ``status`` (which a test may change: a sink down, then up) and keeps what it got."""
 
     def __init__(self, status: int = 202) -> None:
         self.received: list[Received] = []
@@ -27,8 +28,9 @@ class EventSink:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                sink.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(sink.status)
+                status = sink.status
+                sink.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body, status))
+                self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -46,6 +48,11 @@ class EventSink:
             time.sleep(0.1)
         assert len(self.received) >= count, f"the sink got {len(self.received)} events, expected {count}"
         return self.received[:count]
+
+    @property
+    def accepted(self) -> list[Received]:
+        """The POSTs the sink took (answered 2xx)."""
+        return [event for event in self.received if 200 <= event.status < 300]
 
     def close(self) -> None:
         self._server.shutdown()
