@@ -45,25 +45,33 @@ def _receiver(window: float) -> Receiver:
     return Receiver(event_job=None, settings=settings)  # type: ignore[arg-type]  # eviction never touches the job
 
 
-def _delivery(age: float, done: bool) -> _Delivery:
-    delivery = _Delivery(created=time.monotonic() - age)
+def _delivery(name: str, age: float, done: bool) -> _Delivery:
+    delivery = _Delivery(("s", name, "digest"), created=time.monotonic() - age)
     if done:
         delivery.done.set()
     return delivery
 
 
+def _fill(receiver: Receiver, *deliveries: _Delivery) -> None:
+    for delivery in deliveries:
+        receiver._deliveries[delivery.key] = delivery
+
+
 def test_dedup_window_drops_finished_entries_older_than_the_window():
     receiver = _receiver(window=60)
-    receiver._deliveries[("s", "old")] = _delivery(age=120, done=True)
-    receiver._deliveries[("s", "new")] = _delivery(age=1, done=True)
-    receiver._evict_expired()
-    assert list(receiver._deliveries) == [("s", "new")]
+    _fill(receiver, _delivery("old", age=120, done=True), _delivery("new", age=1, done=True))
+    receiver._evict()
+    assert [key[1] for key in receiver._deliveries] == ["new"]
 
 
-def test_dedup_window_keeps_a_running_job_even_when_old():
+def test_dedup_window_skips_a_running_job_and_evicts_what_finished_behind_it():
     receiver = _receiver(window=60)
-    receiver._deliveries[("s", "running")] = _delivery(age=120, done=False)
-    receiver._deliveries[("s", "finished")] = _delivery(age=120, done=True)
-    receiver._evict_expired()
-    # eviction stops at the oldest entry while its job runs (entries are in arrival order)
-    assert list(receiver._deliveries) == [("s", "running"), ("s", "finished")]
+    _fill(
+        receiver,
+        _delivery("running", age=120, done=False),
+        _delivery("finished", age=120, done=True),
+        _delivery("young", age=1, done=True),
+    )
+    receiver._evict()
+    # a job stuck on retries must not pin the window: only it stays of the old entries
+    assert [key[1] for key in receiver._deliveries] == ["running", "young"]
