@@ -193,3 +193,13 @@ class InferenceError(ServiceError):
 
     code = "inference_failed"
     http_status = 500
+
+
+# --- the input was tried too often ----------------------------------------------------------
+
+
+class TooManyAttemptsError(ServiceError):
+    """The input's job was started ``MAX_ATTEMPTS`` times and never finished (its consumer died each time)."""
+
+    code = "too_many_attempts"
+    http_status = 500

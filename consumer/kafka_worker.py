@@ -10,6 +10,13 @@ At-least-once, nothing lost:
   jittered exponential backoff, still polling, never spinning, never committing;
 - permanent failures are answered with a ``…failed`` event; a message that is no event
   at all (or an unsupported one) also goes to the dead-letter topic, and the offset moves on;
+- every record produced is built to fit the topics' size limit (``kafka_records``); a
+  record the broker refuses for good (too large, not authorized, a fatal producer error)
+  is not retried like an outage: the process exits non-zero and is restarted;
+- an input whose job was started ``MAX_ATTEMPTS`` times without an outcome (its consumer
+  died each time) is answered ``too_many_attempts`` (``consumer.attempts``);
+- partitions are assigned cooperatively (``cooperative-sticky``): a member joining or
+  leaving moves only the partitions it must, so an in-flight job keeps its partition;
 - a redelivered input is answered from its stored result object (see ``EventJob``)
   with the same deterministic result id, so duplicates never carry new ids;
 - SIGTERM lets the current job finish within a grace period, publishes, commits, closes.
@@ -31,8 +38,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from prometheus_client import Counter
 
 from consumer import codec
+from consumer.attempts import AttemptLog, StoredAttempts
 from consumer.config import KafkaSettings, Settings, from_environment
-from consumer.errors import InvalidEventError, ServiceError, UnsupportedEventError
+from consumer.errors import InvalidEventError, ServiceError, TooManyAttemptsError, UnsupportedEventError
 from consumer.event_job import EventJob
 from consumer.events import AudioJobRequested, JobFailed, JobOutcome, JobProgressed
 from consumer.kafka_records import Record, coordinates, dead_letter_record, headers_of, result_record, where
@@ -47,12 +55,39 @@ MESSAGES = Counter("kafka_messages_total", "Input messages handled, by outcome",
 REBALANCES = Counter("kafka_rebalances_total", "Partition assignment changes", ["kind"])
 RETRIES = Counter("kafka_retries_total", "Backoffs before retrying, by reason", ["reason"])
 
+EXIT_KAFKA_FAILED = 3  # the exit status when the Kafka client failed for good
 _POLL_SECONDS = 0.2  # while a job runs: keeps the group membership and the heartbeat alive
 _PAUSE_AFTER_SECONDS = 2.0  # jobs running longer than this are polled for, partitions paused
 
 
+# Produce errors that no retry can cure: the record is too large for the topic, or the
+# client may not write to it. Retrying them would stall the partition for good.
+_REFUSED_FOR_GOOD = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError._FATAL,
+    }
+)
+
+
 class _Abandoned(Exception):
     """Shutdown outlived its grace period: leave the message uncommitted for redelivery."""
+
+
+class KafkaClientFailedError(Exception):
+    """The Kafka client failed for good (a record refused for good, a fatal client error):
+    the process must exit non-zero and be restarted, with the input left uncommitted."""
+
+
+def refused_for_good(failure: object) -> bool:
+    """Whether a produce failure (a ``KafkaError``, or an exception carrying one) can never succeed."""
+    error = failure.args[0] if isinstance(failure, KafkaException) and failure.args else failure
+    return isinstance(error, KafkaError) and (error.fatal() or error.code() in _REFUSED_FOR_GOOD)
 
 
 def client_configs(settings: KafkaSettings) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -77,13 +112,22 @@ def client_configs(settings: KafkaSettings) -> tuple[dict[str, Any], dict[str, A
         "max.poll.interval.ms": settings.max_poll_interval_ms,
         "session.timeout.ms": settings.session_timeout_ms,
         "fetch.message.max.bytes": settings.max_message_bytes + 1024,
+        # a joining or leaving member moves only the partitions it must (KIP-429): an
+        # in-flight job keeps its partition while KEDA scales the group
+        "partition.assignment.strategy": "cooperative-sticky",
     }
+    if settings.group_instance_id:
+        # static membership (KIP-345): a restarted pod rejoins as itself, without a rebalance
+        consumer["group.instance.id"] = settings.group_instance_id
     producer = {
         **common,
         "acks": "all",
         "enable.idempotence": True,
         "message.timeout.ms": int(settings.publish_timeout_seconds * 1000),
         "linger.ms": 5,
+        # records are built to fit this (kafka_records); librdkafka's own default (1000000)
+        # would refuse dead letters of inputs the consumer accepts
+        "message.max.bytes": settings.max_record_bytes,
     }
     return consumer, producer
 
@@ -91,19 +135,23 @@ def client_configs(settings: KafkaSettings) -> tuple[dict[str, Any], dict[str, A
 class KafkaWorker:
     """Consumes audio events, runs them through an ``EventJob``, publishes the results."""
 
-    def __init__(self, settings: Settings, event_job: EventJob, heartbeat: Heartbeat | None = None) -> None:
+    def __init__(
+        self, settings: Settings, event_job: EventJob, attempts: AttemptLog, heartbeat: Heartbeat | None = None
+    ) -> None:
         self.settings = settings
         self.kafka = settings.kafka
         self.event_job = event_job
+        self.attempts = attempts
         self.heartbeat = heartbeat or Heartbeat()
         self.backoff = Backoff(max_seconds=self.kafka.retry_backoff_max_seconds, tick_seconds=_POLL_SECONDS)
         consumer_config, producer_config = client_configs(self.kafka)
-        consumer_config["error_cb"] = producer_config["error_cb"] = _log_client_error
+        consumer_config["error_cb"] = producer_config["error_cb"] = self._on_client_error
         self._consumer = Consumer(consumer_config)
         self._producer = Producer(producer_config)
         self._stopping = threading.Event()
         self._grace_deadline = float("inf")
         self._paused = False
+        self._fatal: KafkaError | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -122,6 +170,7 @@ class KafkaWorker:
         log.info("consuming", extra={"topic": self.kafka.input_topic, "group": self.kafka.group_id})
         try:
             while not self._stopping.is_set():
+                self._raise_if_failed()
                 self.heartbeat.beat()
                 message = self._consumer.poll(1.0)
                 if message is None:
@@ -142,6 +191,8 @@ class KafkaWorker:
         try:
             records = self._records(message)
         except Exception as exc:  # a bug must not crash-loop the consumer on one message
+            # reached only when the message does not decode, or its answer cannot be built:
+            # an input that decodes is answered under its own id (see _records)
             log.exception("unexpected error on a message; dead-lettered", extra=where(message))
             MESSAGES.labels("dead_lettered").inc()
             error = ServiceError(f"{type(exc).__name__}: {str(exc)[:500]}")
@@ -166,10 +217,17 @@ class KafkaWorker:
             MESSAGES.labels("ignored").inc()
         records: list[Record] = []
         for item in items:
-            outcome = item if isinstance(item, JobFailed) else self._run_job(item)
-            if outcome is None:  # abandoned at shutdown: not committed, redelivered later
-                return None
-            records.append(self._result_record(outcome))
+            try:
+                outcome = item if isinstance(item, JobFailed) else self._run_job(item)
+                if outcome is None:  # abandoned at shutdown: not committed, redelivered later
+                    return None
+                record = self._result_record(outcome)
+            except Exception as exc:  # a bug: answer this input under its own id, once
+                log.exception("unexpected error on a job", extra={**where(message), "event_id": item.input.id})
+                error = ServiceError(f"{type(exc).__name__}: {str(exc)[:500]}")
+                outcome = JobFailed(item.input, item.object, error.code, error.message)
+                record = self._result_record(outcome)
+            records.append(record)
             MESSAGES.labels("completed" if not isinstance(outcome, JobFailed) else "failed").inc()
         return records
 
@@ -180,30 +238,70 @@ class KafkaWorker:
         return codec.decode_kafka(headers_of(message), message.key(), message.value())
 
     def _run_job(self, request: AudioJobRequested) -> JobOutcome | None:
-        """The job's outcome, retrying retryable failures; ``None`` if shutdown abandoned it."""
+        """The job's outcome, retrying retryable failures; ``None`` if shutdown abandoned it.
+
+        Each start is counted in the attempt log first and the count cleared once there is an
+        outcome, so only starts that died on the way (OOM, a native crash) add up.
+        """
+        starts = self._retrying(lambda: self.attempts.begin(request.input), request)
+        if starts is None:
+            return None
+        outcome: JobOutcome | None
+        if starts > self.kafka.max_attempts:
+            error = TooManyAttemptsError(
+                f"the job was started {starts - 1} times and never finished (at most {self.kafka.max_attempts})"
+            )
+            log.error("input failed after too many attempts", extra={"event_id": request.input.id, "starts": starts})
+            outcome = JobFailed(request.input, request.object, error.code, error.message)
+        else:
+            outcome = self._retrying(lambda: self.event_job.handle(request, progress=self._publish_progress), request)
+            if outcome is None:  # a stop is not the input's fault: take this start back
+                self._forget_start(request, starts - 1)
+                return None
+        if self._retrying(lambda: self._settle(request), request) is None:
+            return None
+        return outcome
+
+    def _retrying(self, work: Callable[[], T], request: AudioJobRequested) -> T | None:
+        """``work()`` (run while polling), retried after retryable errors; ``None`` if shutdown came first."""
         attempt = 0
         while True:
             try:
-                return self._while_polling(lambda: self.event_job.handle(request, progress=self._publish_progress))
+                return self._while_polling(work)
             except _Abandoned:
                 log.warning("job abandoned at shutdown", extra={"event_id": request.input.id})
                 return None
-            except ServiceError as exc:  # handle() raises retryable errors only
+            except ServiceError as exc:  # handle() and the attempt log raise retryable errors only
                 attempt += 1
                 RETRIES.labels(exc.code).inc()
                 if not self._back_off(attempt, exc.code):
                     return None
 
+    def _settle(self, request: AudioJobRequested) -> bool:
+        self.attempts.settle(request.input)
+        return True
+
+    def _forget_start(self, request: AudioJobRequested, starts: int) -> None:
+        try:
+            self.attempts.settle(request.input, starts)
+        except ServiceError as exc:  # best effort at shutdown: the count stays one higher
+            log.warning("attempt count not restored", extra={"event_id": request.input.id, "error": exc.message})
+
     # --- publishing and committing -------------------------------------------------------
 
     def _result_record(self, outcome: JobOutcome | JobProgressed, key: bytes | None = None) -> Record:
-        return result_record(self.kafka.results_topic, outcome, self.settings.events.source, key)
+        return result_record(
+            self.kafka.results_topic, outcome, self.settings.events.source, key, self.kafka.max_record_bytes
+        )
 
     def _dead_letter_record(self, message: Message, error: ServiceError) -> Record:
-        return dead_letter_record(self.kafka.dlq_topic, message, error)
+        return dead_letter_record(self.kafka.dlq_topic, message, error, self.kafka.max_record_bytes)
 
     def _publish(self, records: list[Record]) -> bool:
-        """Deliver ``records`` (acks=all); retry with backoff until they are. False at shutdown."""
+        """Deliver ``records`` (acks=all); retry with backoff until they are. False at shutdown.
+
+        Raises ``KafkaClientFailedError`` when a record is refused for good (``refused_for_good``).
+        """
         attempt = 0
         while True:
             failures: list[object] = []
@@ -224,6 +322,10 @@ class KafkaWorker:
                 remaining = 0
             if not failures and remaining == 0:
                 return True
+            refused = next((failure for failure in failures if refused_for_good(failure)), None)
+            if refused is not None:
+                raise KafkaClientFailedError(f"a result record was refused for good: {refused}")
+            self._raise_if_failed()
             attempt += 1
             RETRIES.labels("publish_failed").inc()
             log.warning(
@@ -242,6 +344,13 @@ class KafkaWorker:
             log.info("progress event dropped", extra={"error": str(exc)})
 
     def _commit(self, message: Message) -> None:
+        owned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        if (message.topic(), message.partition()) not in owned:
+            # The partition moved to another member while the job ran. The broker checks a
+            # commit's generation, not who owns the partition: committing now could move the
+            # new owner's offset backwards. The new owner answers it from the stored result.
+            log.warning("partition moved during the job; not committed", extra=where(message))
+            return
         try:
             self._consumer.commit(message=message, asynchronous=False)
         except KafkaException as exc:
@@ -327,8 +436,10 @@ class KafkaWorker:
     # --- rebalance callbacks (run inside poll, on this thread) ---------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # cooperative protocol: ``partitions`` are only the added ones; the others stay,
+        # paused or not (the library unassigns revoked ones itself after _on_revoke)
         REBALANCES.labels("assigned").inc()
-        consumer.assign(partitions)
+        consumer.incremental_assign(partitions)
         if self._paused and partitions:
             consumer.pause(partitions)
         log.info("partitions assigned", extra={"partitions": [p.partition for p in partitions]})
@@ -340,6 +451,20 @@ class KafkaWorker:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         REBALANCES.labels("lost").inc()
         log.warning("partitions lost", extra={"partitions": [p.partition for p in partitions]})
+
+    # --- client failures -----------------------------------------------------------------
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        """librdkafka's error callback (both clients): log; remember a fatal error."""
+        _log_client_error(error)
+        if error.fatal():
+            # e.g. an idempotent producer's unrecoverable state, or a static member fenced
+            # by another one with the same group.instance.id: the client is unusable now
+            self._fatal = error
+
+    def _raise_if_failed(self) -> None:
+        if self._fatal is not None:
+            raise KafkaClientFailedError(f"fatal Kafka client error: {self._fatal.str()}")
 
 
 class _ClientErrorLog:
@@ -385,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     log.info("starting Kafka consumer", extra={"settings": settings.describe(), "pid": os.getpid()})
 
+    from consumer.storage import ObjectStore
     from consumer.wiring import build_service, load_model
 
     service = build_service(settings)
@@ -393,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         "0.0.0.0", settings.kafka.probe_port, heartbeat, service.engine, settings.kafka.liveness_timeout_seconds
     )
     probes.start()
-    worker = KafkaWorker(settings, service.event_job, heartbeat)
+    attempts = StoredAttempts(ObjectStore(settings.storage).client, settings.storage.results_bucket)
+    worker = KafkaWorker(settings, service.event_job, attempts, heartbeat)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     # the model loads before the first poll: no event is taken before it can be served
@@ -404,8 +531,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     finally:
         stop_beating.set()
-    worker.run()
-    probes.close()
+    try:
+        worker.run()
+    except KafkaClientFailedError as exc:
+        log.critical("exiting: the Kafka client failed for good", extra={"error": str(exc)})
+        return EXIT_KAFKA_FAILED
+    finally:
+        probes.close()
     return 0
 
 
