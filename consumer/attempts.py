@@ -1,11 +1,18 @@
-"""A durable count of job starts per input, so that one input cannot take down the fleet.
+"""Durable starts of each input's job: one input cannot take down the fleet, and a moved
+partition does not start a job twice.
 
 An input that kills its consumer (out of memory, a native crash) is never committed, so
 Kafka hands it to the next consumer, which dies the same way. The Kafka worker therefore
 counts each start of an input's job in a small marker object in the results bucket
-before running it, and removes the marker once the job has an outcome: the count only
+before running it, and removes the marker once the answer is published: the count only
 grows with starts that died on the way. When it would pass ``MAX_ATTEMPTS`` the input is
 answered ``too_many_attempts`` instead of being run again.
+
+The marker is also a lease: its owner renews it while the job runs. When the partition
+moves to another consumer meanwhile (a rebalance), the new owner finds a live lease of
+another consumer and waits (``RunningElsewhereError``, retryable) instead of starting the
+job again; the first owner, which may no longer commit, marks the marker answered once
+its answer is published, and the new owner then commits without answering again.
 """
 
 from __future__ import annotations
@@ -14,50 +21,87 @@ import hashlib
 import io
 import json
 import ssl
+import time
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
-from consumer.errors import StorageUnavailableError
+from consumer.errors import RunningElsewhereError, StorageUnavailableError
 from consumer.events import InputRef
 
 T = TypeVar("T")
 MARKER_PREFIX = "attempts/"  # in the results bucket; result objects end in .json or .rttm, markers do not
+LEASE_SECONDS = 30.0  # a start not renewed for this long belongs to a consumer that died
+ANSWERED = 0  # what ``begin`` returns for an input another consumer has answered meanwhile
 _MISSING = {"NoSuchKey", "NoSuchObject"}
 
 
 class AttemptLog(Protocol):
-    """Starts of each input's job that have not reached an outcome yet.
+    """Starts of each input's job whose answer has not been published yet.
 
-    Both methods block on the store and raise ``StorageUnavailableError`` (retryable)
+    Every method blocks on the store and raises ``StorageUnavailableError`` (retryable)
     when it cannot be read or written; the caller backs off and tries again.
     """
 
     def begin(self, ref: InputRef) -> int:
-        """Count one more start of ``ref``'s job; the number of unfinished starts, this one included."""
+        """Count one more start of ``ref``'s job; the number of unanswered starts, this one included.
+
+        Returns ``ANSWERED`` if another consumer has published its answer since; raises
+        ``RunningElsewhereError`` (retryable) while another consumer's start is alive.
+        """
+        ...
+
+    def renew(self, ref: InputRef) -> None:
+        """Keep this consumer's start of ``ref`` alive; called at least every third of ``LEASE_SECONDS``."""
+        ...
+
+    def answered(self, ref: InputRef) -> None:
+        """Record that ``ref``'s answer is published, for a consumer that takes it over uncommitted."""
         ...
 
     def settle(self, ref: InputRef, starts: int = 0) -> None:
-        """Set ``ref``'s count to ``starts``: 0 (the job has an outcome) removes its marker."""
+        """Set ``ref``'s count to ``starts``: 0 (answered and committed) removes its marker."""
         ...
 
 
 class StoredAttempts:
-    """An ``AttemptLog`` kept as one small JSON object per input, ``attempts/<sha256>``, in ``bucket``."""
+    """An ``AttemptLog`` kept as one small JSON object per input, ``attempts/<sha256>``, in ``bucket``.
 
-    def __init__(self, client: Minio, bucket: str) -> None:
+    ``owner`` names this consumer (its static group member id, or host and process).
+    ``clock`` gives wall-clock seconds: leases are compared across machines.
+    """
+
+    def __init__(self, client: Minio, bucket: str, owner: str, clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.bucket = bucket
+        self.owner = owner
+        self.clock = clock
 
     def begin(self, ref: InputRef) -> int:
-        """Read the count, write it plus one (a race between two consumers can lose one count)."""
+        """Read the marker, write it back counted (two consumers racing here can lose one count)."""
         key = marker_key(ref)
-        starts = self._read(key) + 1
-        self._write(key, ref, starts)
-        return starts
+        marker = self._read(key)
+        if marker.get("answered"):
+            return ANSWERED
+        starts = int(marker.get("starts", 0))
+        alive = self.clock() - float(marker.get("renewed", 0.0)) < LEASE_SECONDS
+        if starts and marker.get("owner") != self.owner and alive:
+            raise RunningElsewhereError(f"{marker.get('owner')} is running this job")
+        self._write(key, ref, starts + 1)
+        return starts + 1
+
+    def renew(self, ref: InputRef) -> None:
+        """Write the marker again with the current time."""
+        key = marker_key(ref)
+        self._write(key, ref, max(1, int(self._read(key).get("starts", 0))))
+
+    def answered(self, ref: InputRef) -> None:
+        """Mark the marker answered."""
+        key = marker_key(ref)
+        self._write(key, ref, int(self._read(key).get("starts", 0)), answered=True)
 
     def settle(self, ref: InputRef, starts: int = 0) -> None:
         """Remove the marker, or write ``starts`` into it."""
@@ -67,7 +111,7 @@ class StoredAttempts:
         else:
             _call(lambda: self.client.remove_object(self.bucket, key))
 
-    def _read(self, key: str) -> int:
+    def _read(self, key: str) -> dict[str, Any]:
         def get() -> bytes:
             response = self.client.get_object(self.bucket, key)
             try:
@@ -77,16 +121,22 @@ class StoredAttempts:
                 response.release_conn()
 
         try:
-            body = _call(get)
+            marker = json.loads(_call(get))
         except _Missing:
-            return 0
-        try:
-            return max(0, int(json.loads(body)["starts"]))
-        except (ValueError, KeyError, TypeError):  # not a marker this service wrote: count afresh
-            return 0
+            return {}
+        except ValueError:  # not a marker this service wrote: count afresh
+            return {}
+        return marker if isinstance(marker, dict) and isinstance(marker.get("starts"), int) else {}
 
-    def _write(self, key: str, ref: InputRef, starts: int) -> None:
-        body = json.dumps({"starts": starts, "input": {"id": ref.id[:256], "source": ref.source[:256]}}).encode()
+    def _write(self, key: str, ref: InputRef, starts: int, answered: bool = False) -> None:
+        marker = {
+            "starts": starts,
+            "owner": self.owner,
+            "renewed": self.clock(),
+            "answered": answered,
+            "input": {"id": ref.id[:256], "source": ref.source[:256]},
+        }
+        body = json.dumps(marker).encode()
         _call(
             lambda: self.client.put_object(
                 self.bucket, key, io.BytesIO(body), len(body), content_type="application/json"

@@ -203,3 +203,11 @@ class TooManyAttemptsError(ServiceError):
 
     code = "too_many_attempts"
     http_status = 500
+
+
+class RunningElsewhereError(ServiceError):
+    """Another consumer is running the input's job right now (its partition moved meanwhile)."""
+
+    code = "running_elsewhere"
+    retryable = True
+    http_status = 503

@@ -32,17 +32,18 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter
 
 from consumer import codec
-from consumer.attempts import AttemptLog, StoredAttempts
+from consumer.attempts import ANSWERED, LEASE_SECONDS, AttemptLog, StoredAttempts
 from consumer.config import KafkaSettings, Settings, from_environment
 from consumer.errors import InvalidEventError, ServiceError, TooManyAttemptsError, UnsupportedEventError
 from consumer.event_job import EventJob
-from consumer.events import AudioJobRequested, JobFailed, JobOutcome, JobProgressed
+from consumer.events import AudioJobRequested, InputRef, JobFailed, JobOutcome, JobProgressed
 from consumer.kafka_records import Record, coordinates, dead_letter_record, headers_of, result_record, where
 from consumer.logs import configure_logging
 from consumer.probes import Heartbeat, ProbeServer
@@ -77,6 +78,13 @@ _REFUSED_FOR_GOOD = frozenset(
 
 class _Abandoned(Exception):
     """Shutdown outlived its grace period: leave the message uncommitted for redelivery."""
+
+
+class _AnsweredElsewhere:
+    """What ``_run_job`` gives for an input the partition's previous owner has answered."""
+
+
+ANSWERED_ELSEWHERE = _AnsweredElsewhere()
 
 
 class KafkaClientFailedError(Exception):
@@ -152,6 +160,8 @@ class KafkaWorker:
         self._grace_deadline = float("inf")
         self._paused = False
         self._fatal: KafkaError | None = None
+        self._leases: list[InputRef] = []  # inputs of the message in hand whose starts are counted
+        self._lease_renewed = time.monotonic()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -188,18 +198,22 @@ class KafkaWorker:
     # --- one message ---------------------------------------------------------------------
 
     def _process(self, message: Message) -> None:
+        self._leases = []  # the inputs of this message whose starts are in the attempt log
         try:
-            records = self._records(message)
-        except Exception as exc:  # a bug must not crash-loop the consumer on one message
-            # reached only when the message does not decode, or its answer cannot be built:
-            # an input that decodes is answered under its own id (see _records)
-            log.exception("unexpected error on a message; dead-lettered", extra=where(message))
-            MESSAGES.labels("dead_lettered").inc()
-            error = ServiceError(f"{type(exc).__name__}: {str(exc)[:500]}")
-            failed = JobFailed(coordinates(message), None, error.code, error.message)
-            records = [self._dead_letter_record(message, error), self._result_record(failed, key=message.key())]
-        if records is not None and self._publish(records):
-            self._commit(message)
+            try:
+                records = self._records(message)
+            except Exception as exc:  # a bug must not crash-loop the consumer on one message
+                # reached only when the message does not decode, or its answer cannot be built:
+                # an input that decodes is answered under its own id (see _records)
+                log.exception("unexpected error on a message; dead-lettered", extra=where(message))
+                MESSAGES.labels("dead_lettered").inc()
+                error = ServiceError(f"{type(exc).__name__}: {str(exc)[:500]}")
+                failed = JobFailed(coordinates(message), None, error.code, error.message)
+                records = [self._dead_letter_record(message, error), self._result_record(failed, key=message.key())]
+            if records is not None and self._publish(records):
+                self._finish(message)
+        finally:
+            self._leases = []
 
     def _records(self, message: Message) -> list[Record] | None:
         """The records answering ``message``; ``None`` if shutdown abandoned one of its jobs."""
@@ -221,6 +235,9 @@ class KafkaWorker:
                 outcome = item if isinstance(item, JobFailed) else self._run_job(item)
                 if outcome is None:  # abandoned at shutdown: not committed, redelivered later
                     return None
+                if isinstance(outcome, _AnsweredElsewhere):
+                    MESSAGES.labels("answered_elsewhere").inc()
+                    continue
                 record = self._result_record(outcome)
             except Exception as exc:  # a bug: answer this input under its own id, once
                 log.exception("unexpected error on a job", extra={**where(message), "event_id": item.input.id})
@@ -237,39 +254,43 @@ class KafkaWorker:
             raise InvalidEventError(f"the message has {size} bytes, more than {self.kafka.max_message_bytes}")
         return codec.decode_kafka(headers_of(message), message.key(), message.value())
 
-    def _run_job(self, request: AudioJobRequested) -> JobOutcome | None:
+    def _run_job(self, request: AudioJobRequested) -> JobOutcome | _AnsweredElsewhere | None:
         """The job's outcome, retrying retryable failures; ``None`` if shutdown abandoned it.
 
-        Each start is counted in the attempt log first and the count cleared once there is an
-        outcome, so only starts that died on the way (OOM, a native crash) add up.
+        Each start is counted in the attempt log first (the count is cleared once the answer
+        is published, ``_finish``), so only starts that died on the way (OOM, a native
+        crash) add up. Waits while another consumer runs the job; ``ANSWERED_ELSEWHERE``
+        if that consumer published its answer meanwhile.
         """
-        starts = self._retrying(lambda: self.attempts.begin(request.input), request)
+        starts = self._retrying(lambda: self.attempts.begin(request.input), request.input)
         if starts is None:
             return None
-        outcome: JobOutcome | None
+        if starts == ANSWERED:
+            log.info("answered by the partition's previous owner", extra={"event_id": request.input.id})
+            self._leases.append(request.input)  # its marker goes with the commit
+            return ANSWERED_ELSEWHERE
+        self._leases.append(request.input)
+        self._lease_renewed = time.monotonic()
         if starts > self.kafka.max_attempts:
             error = TooManyAttemptsError(
                 f"the job was started {starts - 1} times and never finished (at most {self.kafka.max_attempts})"
             )
             log.error("input failed after too many attempts", extra={"event_id": request.input.id, "starts": starts})
-            outcome = JobFailed(request.input, request.object, error.code, error.message)
-        else:
-            outcome = self._retrying(lambda: self.event_job.handle(request, progress=self._publish_progress), request)
-            if outcome is None:  # a stop is not the input's fault: take this start back
-                self._forget_start(request, starts - 1)
-                return None
-        if self._retrying(lambda: self._settle(request), request) is None:
-            return None
+            return JobFailed(request.input, request.object, error.code, error.message)
+        outcome = self._retrying(lambda: self.event_job.handle(request, progress=self._publish_progress), request.input)
+        if outcome is None:  # a stop is not the input's fault: take this start back
+            self._leases.remove(request.input)
+            self._forget_start(request.input, starts - 1)
         return outcome
 
-    def _retrying(self, work: Callable[[], T], request: AudioJobRequested) -> T | None:
+    def _retrying(self, work: Callable[[], T], ref: InputRef) -> T | None:
         """``work()`` (run while polling), retried after retryable errors; ``None`` if shutdown came first."""
         attempt = 0
         while True:
             try:
                 return self._while_polling(work)
             except _Abandoned:
-                log.warning("job abandoned at shutdown", extra={"event_id": request.input.id})
+                log.warning("job abandoned at shutdown", extra={"event_id": ref.id})
                 return None
             except ServiceError as exc:  # handle() and the attempt log raise retryable errors only
                 attempt += 1
@@ -277,15 +298,45 @@ class KafkaWorker:
                 if not self._back_off(attempt, exc.code):
                     return None
 
-    def _settle(self, request: AudioJobRequested) -> bool:
-        self.attempts.settle(request.input)
+    def _finish(self, message: Message) -> None:
+        """After ``message``'s answers were published: clear its inputs' starts and commit,
+        or, if its partition moved meanwhile, leave both to the new owner."""
+        if not self._owns(message):
+            # The broker checks a commit's generation, not who owns the partition: committing
+            # now could move the new owner's offset backwards. The new owner commits; the
+            # marker tells it the answer is out (or, failing that, it answers from the stored
+            # result, under the same id).
+            log.warning("partition moved during the job; left to its new owner", extra=where(message))
+            for ref in self._leases:
+                self._best_effort(self.attempts.answered, ref)
+            return
+        for ref in list(self._leases):
+            if self._retrying(partial(self._settle, ref), ref) is None:
+                return
+        self._commit(message)
+
+    def _owns(self, message: Message) -> bool:
+        return (message.topic(), message.partition()) in {(p.topic, p.partition) for p in self._consumer.assignment()}
+
+    def _settle(self, ref: InputRef) -> bool:
+        self.attempts.settle(ref)
         return True
 
-    def _forget_start(self, request: AudioJobRequested, starts: int) -> None:
+    def _forget_start(self, ref: InputRef, starts: int) -> None:
+        self._best_effort(lambda r: self.attempts.settle(r, starts), ref)
+
+    def _best_effort(self, action: Callable[[InputRef], None], ref: InputRef) -> None:
         try:
-            self.attempts.settle(request.input, starts)
-        except ServiceError as exc:  # best effort at shutdown: the count stays one higher
-            log.warning("attempt count not restored", extra={"event_id": request.input.id, "error": exc.message})
+            action(ref)
+        except ServiceError as exc:  # the marker stays as it was: at worst one count too many
+            log.warning("attempt marker not updated", extra={"event_id": ref.id, "error": exc.message})
+
+    def _renew_leases(self) -> None:
+        """Keep the starts of the jobs in hand alive (``attempts.LEASE_SECONDS``)."""
+        if self._leases and time.monotonic() - self._lease_renewed > LEASE_SECONDS / 3:
+            self._lease_renewed = time.monotonic()
+            for ref in self._leases:
+                self._best_effort(self.attempts.renew, ref)
 
     # --- publishing and committing -------------------------------------------------------
 
@@ -344,13 +395,6 @@ class KafkaWorker:
             log.info("progress event dropped", extra={"error": str(exc)})
 
     def _commit(self, message: Message) -> None:
-        owned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
-        if (message.topic(), message.partition()) not in owned:
-            # The partition moved to another member while the job ran. The broker checks a
-            # commit's generation, not who owns the partition: committing now could move the
-            # new owner's offset backwards. The new owner answers it from the stored result.
-            log.warning("partition moved during the job; not committed", extra=where(message))
-            return
         try:
             self._consumer.commit(message=message, asynchronous=False)
         except KafkaException as exc:
@@ -413,6 +457,7 @@ class KafkaWorker:
 
     def _poll_paused(self) -> None:
         self.heartbeat.beat()
+        self._renew_leases()
         message = self._consumer.poll(0)
         if message is None or message.error() is not None:
             return
@@ -519,7 +564,8 @@ def main(argv: list[str] | None = None) -> int:
         "0.0.0.0", settings.kafka.probe_port, heartbeat, service.engine, settings.kafka.liveness_timeout_seconds
     )
     probes.start()
-    attempts = StoredAttempts(ObjectStore(settings.storage).client, settings.storage.results_bucket)
+    owner = settings.kafka.group_instance_id or f"{socket.gethostname()}-{os.getpid()}"
+    attempts = StoredAttempts(ObjectStore(settings.storage).client, settings.storage.results_bucket, owner)
     worker = KafkaWorker(settings, service.event_job, attempts, heartbeat)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
