@@ -44,7 +44,15 @@ from consumer.config import KafkaSettings, Settings, from_environment
 from consumer.errors import InvalidEventError, ServiceError, TooManyAttemptsError, UnsupportedEventError
 from consumer.event_job import EventJob
 from consumer.events import AudioJobRequested, InputRef, JobFailed, JobOutcome, JobProgressed
-from consumer.kafka_records import Record, coordinates, dead_letter_record, headers_of, result_record, where
+from consumer.kafka_records import (
+    Record,
+    RecordTooLargeError,
+    coordinates,
+    dead_letter_record,
+    headers_of,
+    result_record,
+    where,
+)
 from consumer.logs import configure_logging
 from consumer.probes import Heartbeat, ProbeServer
 from consumer.retry import Backoff
@@ -387,11 +395,11 @@ class KafkaWorker:
 
     def _publish_progress(self, progress: JobProgressed) -> None:
         """Best effort, from the job thread: a lost progress event costs nothing."""
-        record = self._result_record(progress)
         try:
+            record = self._result_record(progress)
             self._producer.produce(record.topic, value=record.value, key=record.key, headers=record.headers)
             self._producer.poll(0)
-        except (KafkaException, BufferError) as exc:
+        except (KafkaException, BufferError, RecordTooLargeError) as exc:
             log.info("progress event dropped", extra={"error": str(exc)})
 
     def _commit(self, message: Message) -> None:
