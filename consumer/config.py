@@ -204,6 +204,10 @@ class KafkaSettings:
     shutdown_grace_seconds: float = env("SHUTDOWN_GRACE_SECONDS", 300.0)
     probe_port: int = env("CONSUMER_PROBE_PORT", 8081)
     liveness_timeout_seconds: float = env("LIVENESS_TIMEOUT_SECONDS", 60.0, minimum=1.0)
+    # Kafka's default topic max.message.bytes: every record produced is built to fit it
+    max_record_bytes: int = env("KAFKA_MAX_RECORD_BYTES", 1_048_588, minimum=65536)
+    group_instance_id: str = env("KAFKA_GROUP_INSTANCE_ID", "")  # static membership; "" for dynamic
+    max_attempts: int = env("MAX_ATTEMPTS", 3, minimum=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,3 +238,21 @@ class EngineBrokenError(ServiceError):
     code = "engine_broken"
     retryable = True
     http_status = 503
+
+
+# --- the input was tried too often ----------------------------------------------------------
+
+
+class TooManyAttemptsError(ServiceError):
+    """The input's job was started ``MAX_ATTEMPTS`` times and never finished (its consumer died each time)."""
+
+    code = "too_many_attempts"
+    http_status = 500
+
+
+class RunningElsewhereError(ServiceError):
+    """Another consumer is running the input's job right now (its partition moved meanwhile)."""
+
+    code = "running_elsewhere"
+    retryable = True
+    http_status = 503

@@ -60,3 +60,26 @@ def result_document(
         "reused": False,
         "results": {"bucket": location.bucket, "json": location.json_key, "rttm": location.rttm_key},
     }
+
+
+def summarized(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` without its segment lists, for an event that must stay small.
+
+    The lists become a ``summary`` (how many segments, speech and talk time per speaker);
+    every segment stays in the result objects that ``results`` names.
+    """
+    segments = document.get("segments", [])
+    speech = document.get("speech_segments", [])
+    talk: dict[str, float] = {}
+    for segment in segments:
+        talk[segment["speaker"]] = talk.get(segment["speaker"], 0.0) + segment["end"] - segment["start"]
+    rest = {name: value for name, value in document.items() if name not in ("segments", "speech_segments")}
+    return {
+        **rest,
+        "summary": {
+            "segments": len(segments),
+            "speech_segments": len(speech),
+            "speech_seconds": round(sum(s["end"] - s["start"] for s in speech), 3),
+            "speaker_seconds": {speaker: round(seconds, 3) for speaker, seconds in sorted(talk.items())},
+        },
+    }

@@ -2,6 +2,12 @@
 
 ``KafkaMessage`` is the part of ``confluent_kafka.Message`` these functions read, so tests
 can build records from plain values.
+
+Every record is built to fit ``max_bytes``, the largest record batch a topic takes (its
+``max.message.bytes``, Kafka's default 1048588) and the producer's ``message.max.bytes``:
+a record that does not fit is refused for good (``MSG_SIZE_TOO_LARGE``), so retrying it
+could never succeed. A dead letter keeps as much of the message as fits; a completed
+event whose segments would not fit carries a summary instead (``formats.summarized``).
 """
 
 from __future__ import annotations
@@ -11,10 +17,28 @@ from typing import Protocol
 
 from consumer import codec
 from consumer.errors import ServiceError
-from consumer.events import InputRef, JobOutcome, JobProgressed
+from consumer.events import DiarizationCompleted, InputRef, JobOutcome, JobProgressed
+from consumer.formats import summarized
 
 Headers = list[tuple[str, str | bytes | None]]
 """Record headers as confluent-kafka takes them."""
+
+DEFAULT_MAX_BYTES = 1_048_588  # Kafka's default max.message.bytes (1 MiB + 12)
+# How the broker counts a record against max.message.bytes: the record batch header
+# (61 bytes, one record per batch at worst) plus librdkafka's upper bound of a v2
+# record's framing (RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD, 36 bytes, the bound it checks
+# message.max.bytes with at produce time), plus two length varints per header.
+_BATCH_OVERHEAD = 61
+_RECORD_OVERHEAD = 36
+_HEADER_OVERHEAD = 10
+# Room left for a result event's headers and key (CloudEvent attributes, an object key of
+# at most 1024 characters) when deciding from the size of its data whether to summarize.
+_ENVELOPE_ALLOWANCE = 16 * 1024
+_KEPT_KEY_BYTES = 1024  # a dead letter whose key alone would not fit keeps this much of it
+
+
+class RecordTooLargeError(Exception):
+    """A record cannot be made to fit ``max_bytes`` (an input whose identity alone is that large)."""
 
 
 class KafkaMessage(Protocol):
@@ -50,24 +74,80 @@ class Record:
     headers: Headers
 
 
-def result_record(topic: str, item: JobOutcome | JobProgressed, source: str, key: bytes | None = None) -> Record:
-    """The result (or progress) event; ``key`` stands in for an event without an object."""
+def record_size(record: Record) -> int:
+    """An upper bound of the bytes ``record`` takes against ``max.message.bytes`` (see above)."""
+    headers = sum(
+        _HEADER_OVERHEAD + len(name.encode()) + len(value.encode() if isinstance(value, str) else value or b"")
+        for name, value in record.headers
+    )
+    return _BATCH_OVERHEAD + _RECORD_OVERHEAD + len(record.key or b"") + len(record.value) + headers
+
+
+def result_record(
+    topic: str,
+    item: JobOutcome | JobProgressed,
+    source: str,
+    key: bytes | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Record:
+    """The result (or progress) event; ``key`` stands in for an event without an object.
+
+    A completed event whose data would leave less than ``_ENVELOPE_ALLOWANCE`` of
+    ``max_bytes`` carries ``formats.summarized`` data instead of every segment. The choice
+    depends only on the result and the input, never on ``reused``, so every answer to one
+    input says the same thing. Raises ``RecordTooLargeError`` if even that does not fit.
+    """
+    record = _encoded(topic, item, source, key)
+    if isinstance(item, DiarizationCompleted):
+        # a reused answer differs only in its "reused" flag: measure the data without it
+        fresh = item if not item.document.get("reused") else _with_document(item, {**item.document, "reused": False})
+        measured = record if fresh is item else _encoded(topic, fresh, source, key)
+        if len(measured.value) > max_bytes - _ENVELOPE_ALLOWANCE:
+            record = _encoded(topic, _with_document(item, summarized(item.document)), source, key)
+    if record_size(record) > max_bytes:
+        raise RecordTooLargeError(f"the {type(item).__name__} record has about {record_size(record)} bytes")
+    return record
+
+
+def _encoded(topic: str, item: JobOutcome | JobProgressed, source: str, key: bytes | None) -> Record:
     payload = codec.encode_kafka(item, source)
     headers: Headers = list(payload.headers)
     return Record(topic, payload.key or key, payload.value, headers)
 
 
-def dead_letter_record(topic: str, message: KafkaMessage, error: ServiceError) -> Record:
-    """``message`` as it came, plus headers saying why it was dead-lettered and where it was."""
-    headers: Headers = [
-        *headers_of(message),
+def _with_document(item: DiarizationCompleted, document: dict[str, object]) -> DiarizationCompleted:
+    return DiarizationCompleted(item.request, document)
+
+
+def dead_letter_record(
+    topic: str, message: KafkaMessage, error: ServiceError, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Record:
+    """``message`` as it came, plus headers saying why it was dead-lettered and where it was.
+
+    A message too large to forward whole (it may be as large as the consumer's input
+    limit, the dead-letter topic's limit is ``max_bytes``) keeps the head of its value
+    that fits, marked ``dlq-truncated``; ``dlq-original-size`` always gives the size of
+    the value it came with. If even its headers and key leave no room, they are cut too.
+    """
+    value = message.value() or b""
+    own: Headers = [
         ("dlq-error-code", error.code.encode()),
         ("dlq-error-message", error.message.encode()[:1000]),
         ("dlq-source-topic", str(message.topic()).encode()),
         ("dlq-source-partition", str(message.partition()).encode()),
         ("dlq-source-offset", str(message.offset()).encode()),
+        ("dlq-original-size", str(len(value)).encode()),
     ]
-    return Record(topic, message.key(), message.value() or b"", headers)
+    record = Record(topic, message.key(), value, [*headers_of(message), *own])
+    if record_size(record) <= max_bytes:
+        return record
+    own.append(("dlq-truncated", b"true"))
+    record = Record(topic, message.key(), b"", [*headers_of(message), *own])
+    if record_size(record) > max_bytes:  # the headers or the key alone are too large
+        own.append(("dlq-headers-dropped", str(len(headers_of(message))).encode()))
+        record = Record(topic, (message.key() or b"")[:_KEPT_KEY_BYTES] or None, b"", own)
+    room = max_bytes - record_size(record)
+    return Record(topic, record.key, value[:room], record.headers)
 
 
 def coordinates(message: KafkaMessage) -> InputRef:

@@ -10,6 +10,13 @@ At-least-once, nothing lost:
   jittered exponential backoff, still polling, never spinning, never committing;
 - permanent failures are answered with a ``…failed`` event; a message that is no event
   at all (or an unsupported one) also goes to the dead-letter topic, and the offset moves on;
+- every record produced is built to fit the topics' size limit (``kafka_records``); a
+  record the broker refuses for good (too large, not authorized, a fatal producer error)
+  is not retried like an outage: the process exits non-zero and is restarted;
+- an input whose job was started ``MAX_ATTEMPTS`` times without an outcome (its consumer
+  died each time) is answered ``too_many_attempts`` (``consumer.attempts``);
+- partitions are assigned cooperatively (``cooperative-sticky``): a member joining or
+  leaving moves only the partitions it must, so an in-flight job keeps its partition;
 - a redelivered input is answered from its stored result object (see ``EventJob``)
   with the same deterministic result id, so duplicates never carry new ids;
 - SIGTERM lets the current job finish within a grace period, publishes, commits, closes.
@@ -25,17 +32,33 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter
 
 from consumer import codec
+from consumer.attempts import ANSWERED, LEASE_SECONDS, AttemptLog, StoredAttempts
 from consumer.config import KafkaSettings, Settings, from_environment
-from consumer.errors import EngineBrokenError, InvalidEventError, ServiceError, UnsupportedEventError
+from consumer.errors import (
+    EngineBrokenError,
+    InvalidEventError,
+    ServiceError,
+    TooManyAttemptsError,
+    UnsupportedEventError,
+)
 from consumer.event_job import EventJob
-from consumer.events import AudioJobRequested, JobFailed, JobOutcome, JobProgressed
-from consumer.kafka_records import Record, coordinates, dead_letter_record, headers_of, result_record, where
+from consumer.events import AudioJobRequested, InputRef, JobFailed, JobOutcome, JobProgressed
+from consumer.kafka_records import (
+    Record,
+    RecordTooLargeError,
+    coordinates,
+    dead_letter_record,
+    headers_of,
+    result_record,
+    where,
+)
 from consumer.logs import configure_logging
 from consumer.probes import Heartbeat, ProbeServer
 from consumer.retry import Backoff
@@ -47,13 +70,47 @@ MESSAGES = Counter("kafka_messages_total", "Input messages handled, by outcome",
 REBALANCES = Counter("kafka_rebalances_total", "Partition assignment changes", ["kind"])
 RETRIES = Counter("kafka_retries_total", "Backoffs before retrying, by reason", ["reason"])
 
+EXIT_KAFKA_FAILED = 3  # the exit status when the Kafka client failed for good
 _POLL_SECONDS = 0.2  # while a job runs: keeps the group membership and the heartbeat alive
 _PAUSE_AFTER_SECONDS = 2.0  # jobs running longer than this are polled for, partitions paused
 EXIT_ENGINE_BROKEN = 3  # the process's exit code when the engine broke (README: troubleshooting)
 
 
+# Produce errors that no retry can cure: the record is too large for the topic, or the
+# client may not write to it. Retrying them would stall the partition for good.
+_REFUSED_FOR_GOOD = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError._FATAL,
+    }
+)
+
+
 class _Abandoned(Exception):
     """Shutdown outlived its grace period: leave the message uncommitted for redelivery."""
+
+
+class _AnsweredElsewhere:
+    """What ``_run_job`` gives for an input the partition's previous owner has answered."""
+
+
+ANSWERED_ELSEWHERE = _AnsweredElsewhere()
+
+
+class KafkaClientFailedError(Exception):
+    """The Kafka client failed for good (a record refused for good, a fatal client error):
+    the process must exit non-zero and be restarted, with the input left uncommitted."""
+
+
+def refused_for_good(failure: object) -> bool:
+    """Whether a produce failure (a ``KafkaError``, or an exception carrying one) can never succeed."""
+    error = failure.args[0] if isinstance(failure, KafkaException) and failure.args else failure
+    return isinstance(error, KafkaError) and (error.fatal() or error.code() in _REFUSED_FOR_GOOD)
 
 
 def client_configs(settings: KafkaSettings) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -78,13 +135,22 @@ def client_configs(settings: KafkaSettings) -> tuple[dict[str, Any], dict[str, A
         "max.poll.interval.ms": settings.max_poll_interval_ms,
         "session.timeout.ms": settings.session_timeout_ms,
         "fetch.message.max.bytes": settings.max_message_bytes + 1024,
+        # a joining or leaving member moves only the partitions it must (KIP-429): an
+        # in-flight job keeps its partition while KEDA scales the group
+        "partition.assignment.strategy": "cooperative-sticky",
     }
+    if settings.group_instance_id:
+        # static membership (KIP-345): a restarted pod rejoins as itself, without a rebalance
+        consumer["group.instance.id"] = settings.group_instance_id
     producer = {
         **common,
         "acks": "all",
         "enable.idempotence": True,
         "message.timeout.ms": int(settings.publish_timeout_seconds * 1000),
         "linger.ms": 5,
+        # records are built to fit this (kafka_records); librdkafka's own default (1000000)
+        # would refuse dead letters of inputs the consumer accepts
+        "message.max.bytes": settings.max_record_bytes,
     }
     return consumer, producer
 
@@ -92,20 +158,26 @@ def client_configs(settings: KafkaSettings) -> tuple[dict[str, Any], dict[str, A
 class KafkaWorker:
     """Consumes audio events, runs them through an ``EventJob``, publishes the results."""
 
-    def __init__(self, settings: Settings, event_job: EventJob, heartbeat: Heartbeat | None = None) -> None:
+    def __init__(
+        self, settings: Settings, event_job: EventJob, attempts: AttemptLog, heartbeat: Heartbeat | None = None
+    ) -> None:
         self.settings = settings
         self.kafka = settings.kafka
         self.event_job = event_job
+        self.attempts = attempts
         self.heartbeat = heartbeat or Heartbeat()
         self.backoff = Backoff(max_seconds=self.kafka.retry_backoff_max_seconds, tick_seconds=_POLL_SECONDS)
         consumer_config, producer_config = client_configs(self.kafka)
-        consumer_config["error_cb"] = producer_config["error_cb"] = _log_client_error
+        consumer_config["error_cb"] = producer_config["error_cb"] = self._on_client_error
         self._consumer = Consumer(consumer_config)
         self._producer = Producer(producer_config)
         self._stopping = threading.Event()
         self._grace_deadline = float("inf")
         self._paused = False
         self.exit_code = 0  # what main() returns after run(): non-zero when the engine broke
+        self._fatal: KafkaError | None = None
+        self._leases: list[InputRef] = []  # inputs of the message in hand whose starts are counted
+        self._lease_renewed = time.monotonic()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -124,6 +196,7 @@ class KafkaWorker:
         log.info("consuming", extra={"topic": self.kafka.input_topic, "group": self.kafka.group_id})
         try:
             while not self._stopping.is_set():
+                self._raise_if_failed()
                 self.heartbeat.beat()
                 message = self._consumer.poll(1.0)
                 if message is None:
@@ -141,16 +214,22 @@ class KafkaWorker:
     # --- one message ---------------------------------------------------------------------
 
     def _process(self, message: Message) -> None:
+        self._leases = []  # the inputs of this message whose starts are in the attempt log
         try:
-            records = self._records(message)
-        except Exception as exc:  # a bug must not crash-loop the consumer on one message
-            log.exception("unexpected error on a message; dead-lettered", extra=where(message))
-            MESSAGES.labels("dead_lettered").inc()
-            error = ServiceError(f"{type(exc).__name__}: {str(exc)[:500]}")
-            failed = JobFailed(coordinates(message), None, error.code, error.message)
-            records = [self._dead_letter_record(message, error), self._result_record(failed, key=message.key())]
-        if records is not None and self._publish(records):
-            self._commit(message)
+            try:
+                records = self._records(message)
+            except Exception as exc:  # a bug must not crash-loop the consumer on one message
+                # reached only when the message does not decode, or its answer cannot be built:
+                # an input that decodes is answered under its own id (see _records)
+                log.exception("unexpected error on a message; dead-lettered", extra=where(message))
+                MESSAGES.labels("dead_lettered").inc()
+                error = ServiceError(f"{type(exc).__name__}: {str(exc)[:500]}")
+                failed = JobFailed(coordinates(message), None, error.code, error.message)
+                records = [self._dead_letter_record(message, error), self._result_record(failed, key=message.key())]
+            if records is not None and self._publish(records):
+                self._finish(message)
+        finally:
+            self._leases = []
 
     def _records(self, message: Message) -> list[Record] | None:
         """The records answering ``message``; ``None`` if shutdown abandoned one of its jobs."""
@@ -168,10 +247,20 @@ class KafkaWorker:
             MESSAGES.labels("ignored").inc()
         records: list[Record] = []
         for item in items:
-            outcome = item if isinstance(item, JobFailed) else self._run_job(item)
-            if outcome is None:  # abandoned at shutdown: not committed, redelivered later
-                return None
-            records.append(self._result_record(outcome))
+            try:
+                outcome = item if isinstance(item, JobFailed) else self._run_job(item)
+                if outcome is None:  # abandoned at shutdown: not committed, redelivered later
+                    return None
+                if isinstance(outcome, _AnsweredElsewhere):
+                    MESSAGES.labels("answered_elsewhere").inc()
+                    continue
+                record = self._result_record(outcome)
+            except Exception as exc:  # a bug: answer this input under its own id, once
+                log.exception("unexpected error on a job", extra={**where(message), "event_id": item.input.id})
+                error = ServiceError(f"{type(exc).__name__}: {str(exc)[:500]}")
+                outcome = JobFailed(item.input, item.object, error.code, error.message)
+                record = self._result_record(outcome)
+            records.append(record)
             MESSAGES.labels("completed" if not isinstance(outcome, JobFailed) else "failed").inc()
         return records
 
@@ -181,37 +270,111 @@ class KafkaWorker:
             raise InvalidEventError(f"the message has {size} bytes, more than {self.kafka.max_message_bytes}")
         return codec.decode_kafka(headers_of(message), message.key(), message.value())
 
-    def _run_job(self, request: AudioJobRequested) -> JobOutcome | None:
-        """The job's outcome, retrying retryable failures; ``None`` if shutdown abandoned it."""
+    def _run_job(self, request: AudioJobRequested) -> JobOutcome | _AnsweredElsewhere | None:
+        """The job's outcome, retrying retryable failures; ``None`` if shutdown abandoned it.
+
+        Each start is counted in the attempt log first (the count is cleared once the answer
+        is published, ``_finish``), so only starts that died on the way (OOM, a native
+        crash) add up. Waits while another consumer runs the job; ``ANSWERED_ELSEWHERE``
+        if that consumer published its answer meanwhile.
+        """
+        starts = self._retrying(lambda: self.attempts.begin(request.input), request.input)
+        if starts is None:
+            return None
+        if starts == ANSWERED:
+            log.info("answered by the partition's previous owner", extra={"event_id": request.input.id})
+            self._leases.append(request.input)  # its marker goes with the commit
+            return ANSWERED_ELSEWHERE
+        self._leases.append(request.input)
+        self._lease_renewed = time.monotonic()
+        if starts > self.kafka.max_attempts:
+            error = TooManyAttemptsError(
+                f"the job was started {starts - 1} times and never finished (at most {self.kafka.max_attempts})"
+            )
+            log.error("input failed after too many attempts", extra={"event_id": request.input.id, "starts": starts})
+            return JobFailed(request.input, request.object, error.code, error.message)
+        outcome = self._retrying(lambda: self.event_job.handle(request, progress=self._publish_progress), request.input)
+        if outcome is None:  # a stop is not the input's fault: take this start back
+            self._leases.remove(request.input)
+            self._forget_start(request.input, starts - 1)
+        return outcome
+
+    def _retrying(self, work: Callable[[], T], ref: InputRef) -> T | None:
+        """``work()`` (run while polling), retried after retryable errors; ``None`` if shutdown came first."""
         attempt = 0
         while True:
             try:
-                return self._while_polling(lambda: self.event_job.handle(request, progress=self._publish_progress))
+                return self._while_polling(work)
             except _Abandoned:
-                log.warning("job abandoned at shutdown", extra={"event_id": request.input.id})
+                log.warning("job abandoned at shutdown", extra={"event_id": ref.id})
                 return None
             except EngineBrokenError:
                 # the process is at fault, not the input: leave it uncommitted, stop, exit non-zero
-                log.critical("engine broken; the consumer stops", extra={"event_id": request.input.id})
+                log.critical("engine broken; the consumer stops", extra={"event_id": ref.id})
                 self.exit_code = EXIT_ENGINE_BROKEN
                 self.stop()
                 return None
-            except ServiceError as exc:  # handle() raises retryable errors only
+            except ServiceError as exc:  # handle() and the attempt log raise retryable errors only
                 attempt += 1
                 RETRIES.labels(exc.code).inc()
                 if not self._back_off(attempt, exc.code):
                     return None
 
+    def _finish(self, message: Message) -> None:
+        """After ``message``'s answers were published: clear its inputs' starts and commit,
+        or, if its partition moved meanwhile, leave both to the new owner."""
+        if not self._owns(message):
+            # The broker checks a commit's generation, not who owns the partition: committing
+            # now could move the new owner's offset backwards. The new owner commits; the
+            # marker tells it the answer is out (or, failing that, it answers from the stored
+            # result, under the same id).
+            log.warning("partition moved during the job; left to its new owner", extra=where(message))
+            for ref in self._leases:
+                self._best_effort(self.attempts.answered, ref)
+            return
+        for ref in list(self._leases):
+            if self._retrying(partial(self._settle, ref), ref) is None:
+                return
+        self._commit(message)
+
+    def _owns(self, message: Message) -> bool:
+        return (message.topic(), message.partition()) in {(p.topic, p.partition) for p in self._consumer.assignment()}
+
+    def _settle(self, ref: InputRef) -> bool:
+        self.attempts.settle(ref)
+        return True
+
+    def _forget_start(self, ref: InputRef, starts: int) -> None:
+        self._best_effort(lambda r: self.attempts.settle(r, starts), ref)
+
+    def _best_effort(self, action: Callable[[InputRef], None], ref: InputRef) -> None:
+        try:
+            action(ref)
+        except ServiceError as exc:  # the marker stays as it was: at worst one count too many
+            log.warning("attempt marker not updated", extra={"event_id": ref.id, "error": exc.message})
+
+    def _renew_leases(self) -> None:
+        """Keep the starts of the jobs in hand alive (``attempts.LEASE_SECONDS``)."""
+        if self._leases and time.monotonic() - self._lease_renewed > LEASE_SECONDS / 3:
+            self._lease_renewed = time.monotonic()
+            for ref in self._leases:
+                self._best_effort(self.attempts.renew, ref)
+
     # --- publishing and committing -------------------------------------------------------
 
     def _result_record(self, outcome: JobOutcome | JobProgressed, key: bytes | None = None) -> Record:
-        return result_record(self.kafka.results_topic, outcome, self.settings.events.source, key)
+        return result_record(
+            self.kafka.results_topic, outcome, self.settings.events.source, key, self.kafka.max_record_bytes
+        )
 
     def _dead_letter_record(self, message: Message, error: ServiceError) -> Record:
-        return dead_letter_record(self.kafka.dlq_topic, message, error)
+        return dead_letter_record(self.kafka.dlq_topic, message, error, self.kafka.max_record_bytes)
 
     def _publish(self, records: list[Record]) -> bool:
-        """Deliver ``records`` (acks=all); retry with backoff until they are. False at shutdown."""
+        """Deliver ``records`` (acks=all); retry with backoff until they are. False at shutdown.
+
+        Raises ``KafkaClientFailedError`` when a record is refused for good (``refused_for_good``).
+        """
         attempt = 0
         while True:
             failures: list[object] = []
@@ -232,6 +395,10 @@ class KafkaWorker:
                 remaining = 0
             if not failures and remaining == 0:
                 return True
+            refused = next((failure for failure in failures if refused_for_good(failure)), None)
+            if refused is not None:
+                raise KafkaClientFailedError(f"a result record was refused for good: {refused}")
+            self._raise_if_failed()
             attempt += 1
             RETRIES.labels("publish_failed").inc()
             log.warning(
@@ -242,11 +409,11 @@ class KafkaWorker:
 
     def _publish_progress(self, progress: JobProgressed) -> None:
         """Best effort, from the job thread: a lost progress event costs nothing."""
-        record = self._result_record(progress)
         try:
+            record = self._result_record(progress)
             self._producer.produce(record.topic, value=record.value, key=record.key, headers=record.headers)
             self._producer.poll(0)
-        except (KafkaException, BufferError) as exc:
+        except (KafkaException, BufferError, RecordTooLargeError) as exc:
             log.info("progress event dropped", extra={"error": str(exc)})
 
     def _commit(self, message: Message) -> None:
@@ -312,6 +479,7 @@ class KafkaWorker:
 
     def _poll_paused(self) -> None:
         self.heartbeat.beat()
+        self._renew_leases()
         message = self._consumer.poll(0)
         if message is None or message.error() is not None:
             return
@@ -335,8 +503,10 @@ class KafkaWorker:
     # --- rebalance callbacks (run inside poll, on this thread) ---------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # cooperative protocol: ``partitions`` are only the added ones; the others stay,
+        # paused or not (the library unassigns revoked ones itself after _on_revoke)
         REBALANCES.labels("assigned").inc()
-        consumer.assign(partitions)
+        consumer.incremental_assign(partitions)
         if self._paused and partitions:
             consumer.pause(partitions)
         log.info("partitions assigned", extra={"partitions": [p.partition for p in partitions]})
@@ -348,6 +518,20 @@ class KafkaWorker:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         REBALANCES.labels("lost").inc()
         log.warning("partitions lost", extra={"partitions": [p.partition for p in partitions]})
+
+    # --- client failures -----------------------------------------------------------------
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        """librdkafka's error callback (both clients): log; remember a fatal error."""
+        _log_client_error(error)
+        if error.fatal():
+            # e.g. an idempotent producer's unrecoverable state, or a static member fenced
+            # by another one with the same group.instance.id: the client is unusable now
+            self._fatal = error
+
+    def _raise_if_failed(self) -> None:
+        if self._fatal is not None:
+            raise KafkaClientFailedError(f"fatal Kafka client error: {self._fatal.str()}")
 
 
 class _ClientErrorLog:
@@ -393,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     log.info("starting Kafka consumer", extra={"settings": settings.describe(), "pid": os.getpid()})
 
+    from consumer.storage import ObjectStore
     from consumer.wiring import build_service, load_model
 
     service = build_service(settings)
@@ -406,7 +591,9 @@ def main(argv: list[str] | None = None) -> int:
         store=service.store_health,
     )
     probes.start()
-    worker = KafkaWorker(settings, service.event_job, heartbeat)
+    owner = settings.kafka.group_instance_id or f"{socket.gethostname()}-{os.getpid()}"
+    attempts = StoredAttempts(ObjectStore(settings.storage).client, settings.storage.results_bucket, owner)
+    worker = KafkaWorker(settings, service.event_job, attempts, heartbeat)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     # the model loads before the first poll: no event is taken before it can be served
@@ -417,8 +604,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     finally:
         stop_beating.set()
-    worker.run()
-    probes.close()
+    try:
+        worker.run()
+    except KafkaClientFailedError as exc:
+        log.critical("exiting: the Kafka client failed for good", extra={"error": str(exc)})
+        return EXIT_KAFKA_FAILED
+    finally:
+        probes.close()
     return worker.exit_code
 
 

@@ -30,9 +30,14 @@ from confluent_kafka.admin import (
     ConfigResource,
     ResourceType,
 )
+from minio.error import S3Error
 from scipy.signal import resample_poly
 
+from consumer.attempts import marker_key
+from consumer.events import InputRef
+from consumer.kafka_worker import EXIT_KAFKA_FAILED
 from tests.support.conversation import conversation
+from tests.support.dying_consumer import DIED, RAISED
 from tests.support.faults import (
     COMPLETED,
     FAILED,
@@ -46,7 +51,7 @@ from tests.support.faults import (
     result_object_problems,
 )
 from tests.support.faulty_consumer import FAULT_MESSAGE
-from tests.support.processes import stop
+from tests.support.processes import start_module, stop
 
 pytestmark = pytest.mark.integration
 
@@ -97,8 +102,11 @@ def test_consumer_sigkilled_at_random_points_ten_rounds(stack, start_consumer, r
     rng = random.Random(SEED)
     topics = stack.topics("fault-kill", partitions=2)
     group = f"faults-kill-{uuid.uuid4().hex[:6]}"
-    # a killed member never leaves the group: a short session lets its successor in sooner
-    env = {**topics, "KAFKA_SESSION_TIMEOUT_MS": "6000"}
+    # a killed member never leaves the group: a short session lets its successor in sooner.
+    # The kills here come from outside, often on the same input (the first one behind each
+    # partition's committed offset): with the default MAX_ATTEMPTS (3) such an input is
+    # failed too_many_attempts, as an input that kills its consumer is (test 7 below).
+    env = {**topics, "KAFKA_SESSION_TIMEOUT_MS": "6000", "MAX_ATTEMPTS": "20"}
     inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "kill")
     results = reader(topics["KAFKA_RESULTS_TOPIC"])
     figures = Figures("consumer SIGKILL x10", inputs=0, faults=0, notes={"seed": SEED})
@@ -331,42 +339,57 @@ def _delivery_error(bootstrap: str, topic: str, size: int = 2000) -> str | None:
     return None if outcome[0] is None else outcome[0].name()
 
 
-def test_results_topic_temporarily_unwritable(stack, start_consumer, reader, talks):
+def test_results_topic_refusing_records_for_good_makes_the_consumer_exit_and_a_restart_completes(
+    stack, start_consumer, reader, talks
+):
+    """A record the broker refuses for good (``MSG_SIZE_TOO_LARGE``) is not retried like an
+    outage, which would stall the partition for good behind green probes: the consumer
+    exits non-zero, commits nothing, and once the topic takes records again a restarted
+    consumer answers every input."""
     topics = stack.topics("fault-unwritable", partitions=2)
     results_topic = topics["KAFKA_RESULTS_TOPIC"]
-    consumer = start_consumer({**topics, "KAFKA_PUBLISH_TIMEOUT_SECONDS": "5"})
+    group = f"faults-unwritable-{uuid.uuid4().hex[:6]}"
+    env = {**topics, "KAFKA_PUBLISH_TIMEOUT_SECONDS": "5"}
+    consumer = start_consumer(env, group)
     results = reader(results_topic)
     inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "unwritable")
-    figures = Figures(f"results topic unwritable (max.message.bytes={_TOO_SMALL})", inputs=0, faults=0)
+    figures = Figures(f"results topic refusing records (max.message.bytes={_TOO_SMALL})", inputs=0, faults=0)
     started = time.monotonic()
     _alter_topic_config(stack.bootstrap, results_topic, "max.message.bytes", _TOO_SMALL)
     try:
         figures.faults += 1
         error = _delivery_error(stack.bootstrap, results_topic)
-        assert error is not None, "a result-sized record was accepted: the fault is not in effect"
-        figures.notes["probe_error"] = error
+        assert error == "MSG_SIZE_TOO_LARGE", f"the fault is not in effect: {error}"
         for index in range(4):
             inputs.submit(talks[index % len(talks)])
-        _wait_for_metric(consumer, 'kafka_retries_total{reason="publish_failed"}', 3, 240)
+        try:
+            code = consumer.process.wait(240)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                "the consumer kept running while every result was refused for good:\n" + consumer.log_tail()
+            ) from None
+        assert code == EXIT_KAFKA_FAILED, f"exit status {code}:\n{consumer.log_tail()}"
+        assert "refused for good" in consumer.log_lines() and "MSG_SIZE_TOO_LARGE" in consumer.log_lines()
+        figures.notes["exit_status"] = code
+        figures.notes["seconds_to_exit"] = round(time.monotonic() - started, 1)
         results.drain(1)
         assert not [e for e in results.events if e.type in (COMPLETED, FAILED)], "a result got through"
-        committed = stack.committed(consumer.group, topics["KAFKA_INPUT_TOPIC"])
+        committed = stack.committed(group, topics["KAFKA_INPUT_TOPIC"])
         assert all(offset < 0 for offset in committed.values()), f"committed while nothing was published: {committed}"
-        time.sleep(5)  # the other inputs wait behind the blocked one
     finally:
         _alter_topic_config(stack.bootstrap, results_topic, "max.message.bytes", None)
     assert _delivery_error(stack.bootstrap, results_topic) is None, "the results topic is still unwritable"
+    restarted = start_consumer(env, group, name="restarted")
     figures.seconds = time.monotonic() - started
-    figures.notes["publish_retries"] = consumer.metric('kafka_retries_total{reason="publish_failed"}')
     check_outcome(
         stack,
         results,
         inputs.jobs,
-        group=consumer.group,
+        group=group,
         input_topic=topics["KAFKA_INPUT_TOPIC"],
         figures=figures,
         timeout=400,
-        log=consumer.log_lines(),
+        log=restarted.log_lines(),
     )
 
 
@@ -470,3 +493,113 @@ def test_temporary_disk_full_waits_then_completes(stack, start_consumer, reader,
         if unmounted.returncode != 0:
             subprocess.run(["umount", "-l", str(spool_dir)], check=False)
         assert unmounted.returncode == 0, f"umount {spool_dir} failed: {unmounted.stderr.strip()}"
+
+
+# --- 7. an input that kills every consumer it reaches -------------------------------------------
+
+
+def test_an_input_that_kills_its_consumer_is_failed_after_max_attempts_and_the_rest_complete(
+    stack, settings, start_consumer, reader, talks, tmp_path: Path
+):
+    """The marked input ends its consumer at once (``os._exit``, as an OOM kill would) each
+    time it is started; the attempt marker counts the starts, and after ``MAX_ATTEMPTS``
+    (default 3) the next consumer answers it ``too_many_attempts`` and goes on."""
+    topics = stack.topics("fault-crash", partitions=1)  # one partition: the inputs after it wait behind it
+    group = f"faults-crash-{uuid.uuid4().hex[:6]}"
+    # static membership: each restart rejoins as the same member at once, as a container
+    # restarted in its pod does (no session timeout to wait out)
+    env = {**topics, "DIE_ON_KEY_CONTAINING": "/deadly-", "KAFKA_GROUP_INSTANCE_ID": f"pod-{uuid.uuid4().hex[:6]}"}
+    inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "crash")
+    inputs.submit(talks[0], name="before")
+    deadly = inputs.submit(talks[0], name="deadly")
+    for index in range(2):
+        inputs.submit(talks[index], name=f"after-{index}")
+    results = reader(topics["KAFKA_RESULTS_TOPIC"])
+    figures = Figures("an input killing its consumer", inputs=0, faults=0)
+    started = time.monotonic()
+    full_env = {
+        **stack.env,
+        "DIARIZATION_MODEL": settings.engine.model,
+        "KAFKA_GROUP_ID": group,
+        "CONSUMER_PROBE_PORT": "0",
+        "RETRY_BACKOFF_MAX_SECONDS": "2",
+        **env,
+    }
+    for start in range(3):  # started and died three times: nobody waits for readiness here
+        log = tmp_path / f"dying-{start}.log"
+        process = start_module("tests.support.dying_consumer", full_env, log)
+        try:
+            code = process.wait(300)
+        except subprocess.TimeoutExpired:
+            stop(process)
+            raise AssertionError(
+                f"start {start + 1} did not die on the marked input:\n{log.read_text()[-4000:]}"
+            ) from None
+        assert code == DIED, f"start {start + 1} exited {code}:\n{log.read_text()[-4000:]}"
+        assert "dying on the marked input" in log.read_text()
+        figures.faults += 1
+    results.drain(1)
+    assert not answers(results.events, deadly), "the marked input was answered before its attempts ran out"
+    final = start_consumer(env, group, name="crash-final", module="tests.support.dying_consumer")
+    figures.seconds = time.monotonic() - started
+    check_outcome(
+        stack,
+        results,
+        inputs.jobs,
+        group=group,
+        input_topic=topics["KAFKA_INPUT_TOPIC"],
+        figures=figures,
+        expected={deadly.event_id: FAILED},
+        timeout=300,
+        log=final.log_lines(),
+    )
+    [failed] = {e.id: e for e in answers(results.events, deadly)}.values()
+    assert failed.data["error"]["code"] == "too_many_attempts" and failed.data["error"]["retryable"] is False
+    assert "dying on the marked input" not in final.log_lines(), "the fourth start ran the marked input again"
+    assert final.process.poll() is None, "the consumer died"
+    # every marker is gone once its input is answered
+    minio = stack.minio()
+    for job in inputs.jobs:
+        ref = InputRef(job.event_id, "/tests", "dev.diarization.audio.uploaded")
+        try:
+            minio.stat_object(stack.env["S3_RESULTS_BUCKET"], marker_key(ref))
+        except S3Error as exc:
+            assert exc.code in ("NoSuchKey", "NoSuchObject"), exc
+        else:
+            raise AssertionError(f"{job.event_id}: its attempt marker outlived its answer")
+
+
+# --- 8. an unexpected error outside the job core -----------------------------------------------
+
+
+def test_an_unexpected_error_is_answered_once_under_the_inputs_own_id(stack, start_consumer, reader, talks):
+    """A bug outside the job core (``EventJob.handle`` itself raising) must not give a
+    decodable input a second identity (its Kafka coordinates) nor a dead letter: it gets
+    one ``internal_error`` answer under its own id, and the inputs after it complete."""
+    topics = stack.topics("fault-bug", partitions=1)
+    consumer = start_consumer({**topics, "RAISE_ON_KEY_CONTAINING": "/buggy-"}, module="tests.support.dying_consumer")
+    inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "bug")
+    inputs.submit(talks[0], name="before")
+    buggy = inputs.submit(talks[0], name="buggy")
+    inputs.submit(talks[1], name="after")
+    results = reader(topics["KAFKA_RESULTS_TOPIC"])
+    figures = Figures("unexpected error outside the job core", inputs=0, faults=1)
+    check_outcome(
+        stack,
+        results,
+        inputs.jobs,
+        group=consumer.group,
+        input_topic=topics["KAFKA_INPUT_TOPIC"],
+        figures=figures,
+        expected={buggy.event_id: FAILED},
+        timeout=300,
+        log=consumer.log_lines(),
+    )
+    [failed] = {e.id: e for e in answers(results.events, buggy)}.values()
+    assert failed.data["error"]["code"] == "internal_error" and RAISED in failed.data["error"]["message"]
+    assert failed.data["object"]["key"] == buggy.key
+    dead_letters = reader(topics["KAFKA_DLQ_TOPIC"])
+    dead_letters.drain(3)
+    assert not dead_letters.raw, f"a decodable input was dead-lettered: {dead_letters.raw}"
+    assert consumer.metric('kafka_messages_total{outcome="dead_lettered"}') == 0
+    assert consumer.log_lines().count("raising on the marked input") == 1

@@ -5,6 +5,10 @@ After a fault, whatever it was, the consumer's guarantees must hold for every in
 - none lost: every input has a result event (``…completed`` or ``…failed``);
 - exactly one distinct result id per input across all its result events (redelivery may
   repeat an event, never invent a second answer), and every repeat says the same thing;
+- no result event that answers none of the inputs: an input answered under another
+  identity (its Kafka coordinates, say) would escape the per-input counts above;
+- a completed event says what the stored result document says (every field but the
+  ``input`` it answers and ``reused``);
 - no partial result objects: a job's result JSON (``results/<bucket>/<key>/<digest>.json``)
   is a complete, schema-valid document naming an RTTM that exists and holds its segments;
 - the consumer group's committed offsets moved past every input.
@@ -289,6 +293,12 @@ def check_outcome(
             error = next(iter(validator.iter_errors(event.data)), None)
             if error is not None:
                 wrong.append(f"{job.event_id}: result event {event.id} is not schema-valid: {error.message}")
+    ids = {job.event_id for job in jobs}
+    strays = [
+        f"{event.type} {event.id} answers {event.data['input']}"
+        for event in events
+        if event.type in (COMPLETED, FAILED) and event.data["input"]["id"] not in ids
+    ]
     objects = result_object_problems(stack, jobs)
     stored_vs_event = _stored_matches_events(stack, events, jobs)
     committed, ends = wait_committed_past_all(stack, group, input_topic)
@@ -302,6 +312,7 @@ def check_outcome(
     several = {k: v for k, v in figures.distinct_ids.items() if v != 1}
     assert not several, f"inputs with other than one distinct result id: {several}{tail}"
     assert not wrong, "\n".join(wrong) + tail
+    assert not strays, "result events answering no input (a second identity?):\n" + "\n".join(strays) + tail
     assert not objects, "partial or broken result objects:\n" + "\n".join(objects) + tail
     assert not stored_vs_event, "\n".join(stored_vs_event) + tail
     behind = _behind(committed, ends)
@@ -313,6 +324,11 @@ def _stable(data: dict) -> dict:
     """Event data without what legitimately differs between repeats: a redelivered input
     is answered from the stored result, marked ``reused``."""
     return {k: v for k, v in data.items() if k != "reused"}
+
+
+def _answer(document: dict) -> dict:
+    """What a result says, whichever input asked for it and whether it was reused."""
+    return {name: value for name, value in document.items() if name not in ("input", "reused")}
 
 
 def _stored_matches_events(stack: Stack, events: list[ReceivedEvent], jobs: list[Job]) -> list[str]:
@@ -329,8 +345,11 @@ def _stored_matches_events(stack: Stack, events: list[ReceivedEvent], jobs: list
             stored = _read(minio, bucket, json_key)
             if stored is None:
                 problems.append(f"{job.event_id}: completed, but {json_key} does not exist")
-            elif json.loads(stored)["segments"] != mine[0].data["segments"]:
-                problems.append(f"{job.event_id}: the completed event's segments differ from the stored result's")
+                continue
+            document, said = _answer(json.loads(stored)), _answer(mine[0].data)
+            differing = sorted(name for name in document.keys() | said.keys() if document.get(name) != said.get(name))
+            if differing:
+                problems.append(f"{job.event_id}: the completed event differs from the stored result in {differing}")
         else:
             documents = [name for name in result_objects(stack, job) if name.endswith(".json")]
             if documents:
