@@ -104,7 +104,7 @@ class AvSource:
             )
         self._stream = audio[audio_stream]
         if self._stream.codec_context is None:
-            raise UnsupportedCodecError(f"no decoder for the audio stream's codec ({self._stream.codec.name})")
+            raise UnsupportedCodecError(f"audio stream {audio_stream} is in a codec that cannot be decoded")
         for other in streams:
             if other is not self._stream:
                 other.discard = Discard.all  # the demuxer drops their packets unread by any decoder
