@@ -14,8 +14,8 @@ import pytest
 
 from consumer.audio import BLOCK_BYTES, decode
 from consumer.config import AudioLimits
-from tests.support.audio_bytes import encode, with_flac_length
 from tests.support import media
+from tests.support.audio_bytes import encode, with_flac_length
 from tests.support.hostile import long_silent_flac
 
 # One block in flight costs at most: the decoded block (BLOCK_BYTES), its downmix and
