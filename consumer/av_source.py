@@ -83,8 +83,9 @@ class AvSource:
 
     def __init__(self, stream: IO[bytes], demuxer: str, audio_stream: int = 0) -> None:
         try:
-            self._container: InputContainer = av.open(stream, mode="r", format=demuxer)
-        except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+            # tags are never read: undecodable ones are no reason to refuse the audio
+            self._container: InputContainer = av.open(stream, mode="r", format=demuxer, metadata_errors="ignore")
+        except av.error.FFmpegError as exc:
             raise CorruptAudioError(f"the {demuxer} container cannot be read: {_reason(exc)}") from None
         try:
             self._first = self._select(audio_stream)
@@ -121,7 +122,7 @@ class AvSource:
                 for frame in packet.decode():
                     if isinstance(frame, AudioFrame) and frame.samples:
                         yield frame
-        except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        except av.error.FFmpegError as exc:
             raise CorruptAudioError(f"the audio data cannot be decoded: {_reason(exc)}") from None
 
     @property
