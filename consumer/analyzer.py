@@ -66,7 +66,7 @@ class Analyzer:
         started = time.perf_counter()
         with reservation or self.reserve():
             try:
-                audio = decode(source, self.limits)
+                audio = decode(source, self.limits, options.audio_stream)
                 decoded = time.perf_counter()
                 on_fraction = None if progress is None else (lambda f: progress(f, audio.duration))
                 result = self.engine.run(audio.samples, audio.sample_rate, options, on_fraction)

@@ -5,9 +5,11 @@ Decoding streams: a ``BlockSource`` yields the decoded samples a bounded block a
 downmixed, checked and resampled (``StreamResampler``) as it comes, so that only the
 16 kHz mono result grows. Peak memory is that result plus a constant, whatever the
 source's rate, channel count or compression, and the duration limit is enforced while
-decoding, not only from what the header claims. soundfile (libsndfile) is the block
-source for WAV, RF64, W64, FLAC and OGG. Every way an input can be unusable maps to one
-error code (see ``errors``). Nothing here imports torch.
+decoding, not only from what the header claims. The block source is chosen by the file's
+first bytes, never its name: soundfile (libsndfile, exact and fast) for WAV, RF64, W64 and
+FLAC; FFmpeg through PyAV (``av_source``) for MP3, AAC/M4A/MP4/MOV, Ogg (Opus, Vorbis),
+WebM/Matroska, AMR and WMA. Every way an input can be unusable maps to one error code (see
+``errors``). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from typing import IO, Protocol
 import numpy as np
 import soundfile as sf
 
-from consumer import wav_headers
+from consumer import av_source, wav_headers
 from consumer.config import AudioLimits
 from consumer.errors import (
     AudioTooLongError,
     AudioTooShortError,
     CorruptAudioError,
+    NoAudioStreamError,
     NonFiniteAudioError,
     NotAudioError,
     PayloadTooLargeError,
@@ -36,12 +39,12 @@ from consumer.resampler import StreamResampler
 TARGET_SAMPLE_RATE = 16_000
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 192_000
-SUPPORTED_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "FLAC", "OGG"})
+SUPPORTED_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "FLAC"})  # soundfile's; the rest is av_source's
 BLOCK_BYTES = 1 << 20  # decoded float32 samples per block, all channels together
 
-# Leading bytes of the containers we accept: a file that starts like one of them but
-# fails to decode is corrupt, anything else is not audio at all.
-_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"riff", b"fLaC", b"OggS")
+# Leading bytes of the containers soundfile reads: a file that starts like one of them (or
+# like one of av_source's) but fails to decode is corrupt, anything else is not audio at all.
+_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"riff", b"fLaC")
 # libsndfile's length for a stream that does not declare one (a FLAC whose STREAMINFO says 0)
 _UNKNOWN_FRAMES = 2**63 - 1
 
@@ -88,27 +91,35 @@ class BlockSource(Protocol):
         ...
 
 
-def decode(source: bytes | IO[bytes], limits: AudioLimits) -> DecodedAudio:
+def decode(source: bytes | IO[bytes], limits: AudioLimits, audio_stream: int = 0) -> DecodedAudio:
     """Decode, downmix, validate and resample ``source`` to 16 kHz mono float32.
 
-    ``source`` is the whole file as bytes, or a seekable binary stream. Raises one of the
-    audio errors of ``consumer.errors``; never anything else for bad input.
+    ``source`` is the whole file as bytes, or a seekable binary stream. ``audio_stream``
+    picks among the file's audio streams (from 0; WAV and FLAC have one). Raises one of
+    the audio errors of ``consumer.errors``; never anything else for bad input.
     """
     stream = _as_stream(source, limits.max_bytes)
-    head = stream.read(12)
+    head = stream.read(16)
     stream.seek(0)
     if not head:
         raise AudioTooShortError("the file is empty")
-    looks_like_audio = head.startswith(_MAGIC)
+    if not head.startswith(_MAGIC):
+        demuxer = av_source.sniff(head)
+        if demuxer is None:
+            raise NotAudioError(
+                "the file is not in a supported format (WAV, FLAC, MP3, AAC, M4A/MP4, Ogg, WebM, AMR, WMA)"
+            )
+        with av_source.AvSource(stream, demuxer, audio_stream) as decoder:
+            return decode_blocks(decoder, limits)
+    if audio_stream != 0:
+        raise NoAudioStreamError(f"audio_stream {audio_stream} does not exist: the file has 1 audio stream")
     try:
         sound = sf.SoundFile(wav_headers.prepare(stream))
     except (sf.LibsndfileError, RuntimeError, TypeError):
-        if looks_like_audio:
-            raise CorruptAudioError("the audio header cannot be read") from None
-        raise NotAudioError("the file is not in a supported audio format (WAV, FLAC or OGG)") from None
+        raise CorruptAudioError("the audio header cannot be read") from None
     with sound:
         if sound.format not in SUPPORTED_FORMATS:
-            raise NotAudioError(f"{sound.format} is not supported; send WAV, FLAC or OGG")
+            raise NotAudioError(f"{sound.format} is not supported")
         return decode_blocks(_SoundFileSource(sound), limits)
 
 

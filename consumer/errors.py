@@ -91,7 +91,7 @@ class UnauthorizedError(ServiceError):
 
 
 class NotAudioError(ServiceError):
-    """The bytes are not in a supported audio container (WAV, FLAC, OGG)."""
+    """The bytes are not in a supported audio or video container (see the README's formats)."""
 
     code = "not_audio"
     http_status = 415
@@ -122,6 +122,20 @@ class UnsupportedSampleRateError(ServiceError):
     """The sample rate is outside the supported range."""
 
     code = "unsupported_sample_rate"
+    http_status = 422
+
+
+class UnsupportedCodecError(ServiceError):
+    """The container is readable but its audio is in a codec that cannot be decoded."""
+
+    code = "unsupported_codec"
+    http_status = 422
+
+
+class NoAudioStreamError(ServiceError):
+    """The container has no audio stream (a video without sound), or none at the requested index."""
+
+    code = "no_audio_stream"
     http_status = 422
 
 

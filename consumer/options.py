@@ -18,7 +18,8 @@ MAX_SPEAKERS = 100
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 SPEAKER_COUNTS = ("num_speakers", "min_speakers", "max_speakers")
-OPTION_NAMES = (*SPEAKER_COUNTS, "exclusive", "tasks")
+OPTION_NAMES = (*SPEAKER_COUNTS, "exclusive", "tasks", "audio_stream")
+MAX_AUDIO_STREAM = 63  # an index among a file's audio streams; more is not a real file
 _MAX_DIGITS = 6  # int() of thousands of digits is slow, then refused anyway
 
 
@@ -56,6 +57,7 @@ class JobOptions:
     max_speakers: int | None = None
     exclusive: bool = False
     tasks: frozenset[Task] = ALL_TASKS
+    audio_stream: int = 0
 
     def __post_init__(self) -> None:
         for name in SPEAKER_COUNTS:
@@ -72,6 +74,14 @@ class JobOptions:
             )
         if not self.tasks:
             raise InvalidSpeakerOptionsError("at least one task is required")
+        if (
+            isinstance(self.audio_stream, bool)
+            or not isinstance(self.audio_stream, int)
+            or not 0 <= self.audio_stream <= MAX_AUDIO_STREAM
+        ):
+            raise InvalidRequestError(
+                f"audio_stream must be an integer from 0 to {MAX_AUDIO_STREAM}, got {self.audio_stream!r}"
+            )
 
     @property
     def diarize(self) -> bool:
@@ -79,12 +89,18 @@ class JobOptions:
         return Task.DIARIZATION in self.tasks
 
     def to_dict(self) -> dict[str, object]:
-        """The options as events and result documents write them: unset counts left out, tasks sorted."""
+        """The options as events and result documents write them: unset counts left out, tasks sorted.
+
+        ``audio_stream`` appears when it is not the first stream, so that the documents and
+        result digests of jobs that do not use it stay as they were.
+        """
         out: dict[str, object] = {
             name: getattr(self, name) for name in SPEAKER_COUNTS if getattr(self, name) is not None
         }
         out["exclusive"] = self.exclusive
         out["tasks"] = sorted(task.value for task in self.tasks)
+        if self.audio_stream:
+            out["audio_stream"] = self.audio_stream
         return out
 
 
@@ -92,8 +108,8 @@ def parse_options(fields: Mapping[str, object], tasks: frozenset[Task] | None = 
     """``JobOptions`` from text fields (a form, object metadata) or JSON values (event data).
 
     ``fields`` uses the option names (``num_speakers``, ``exclusive``, ``tasks``...); others
-    are ignored. Text and JSON are read by one rule: a speaker count is an integer or a
-    string of at most six ASCII digits, ``exclusive`` a boolean or a true/false spelling,
+    are ignored. Text and JSON are read by one rule: a speaker count or ``audio_stream``
+    (which audio stream of the file, from 0) is an integer or a string of at most six ASCII digits, ``exclusive`` a boolean or a true/false spelling,
     ``tasks`` a list or a comma-separated string of ``diarization``/``vad``. ``tasks``
     given as an argument (a door that fixes them) overrides the field. Diarization
     implies VAD. Raises ``InvalidSpeakerOptionsError`` for speaker counts and
@@ -104,10 +120,31 @@ def parse_options(fields: Mapping[str, object], tasks: frozenset[Task] | None = 
         **counts,
         exclusive=_flag("exclusive", fields.get("exclusive")),
         tasks=tasks if tasks is not None else _tasks(fields.get("tasks")),
+        audio_stream=_index("audio_stream", fields.get("audio_stream")),
     )
 
 
 def _count(name: str, raw: object) -> int | None:
+    try:
+        return _integer(raw)
+    except ValueError:
+        raise InvalidSpeakerOptionsError(
+            f"{name} must be an integer from 1 to {MAX_SPEAKERS}, got {str(raw)[:40]!r}"
+        ) from None
+
+
+def _index(name: str, raw: object) -> int:
+    try:
+        value = _integer(raw)
+    except ValueError:
+        raise InvalidRequestError(
+            f"{name} must be an integer from 0 to {MAX_AUDIO_STREAM}, got {str(raw)[:40]!r}"
+        ) from None
+    return 0 if value is None else value
+
+
+def _integer(raw: object) -> int | None:
+    """An integer (JobOptions checks its range), None when absent or empty; ``ValueError`` for anything else."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
     if isinstance(raw, str):
@@ -115,8 +152,8 @@ def _count(name: str, raw: object) -> int | None:
         if text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS:
             return int(text)
     elif isinstance(raw, int) and not isinstance(raw, bool):
-        return raw  # JobOptions checks the range
-    raise InvalidSpeakerOptionsError(f"{name} must be an integer from 1 to {MAX_SPEAKERS}, got {str(raw)[:40]!r}")
+        return raw
+    raise ValueError(raw)
 
 
 def _flag(name: str, raw: object) -> bool:

@@ -64,9 +64,10 @@ def diarize() -> Response:
 
 @blueprint.post("/vad")
 def vad() -> Response:
-    """Where there is speech: JSON speech segments."""
+    """Where there is speech: JSON speech segments. Of the options, only ``audio_stream`` applies."""
     upload = single_file()
-    result = _analyzer().analyze(upload.stream, JobOptions(tasks=frozenset({Task.VAD})), job_id=g.request_id)
+    options = parse_options({"audio_stream": request.form.get("audio_stream")}, tasks=frozenset({Task.VAD}))
+    result = _analyzer().analyze(upload.stream, options, job_id=g.request_id)
     return jsonify(vad_json(result))
 
 

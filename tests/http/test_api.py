@@ -14,6 +14,7 @@ from consumer.config import AudioLimits, EngineSettings, Secret
 from consumer.engine.pyannote_engine import PyannoteEngine
 from consumer.errors import ModelLoadError
 from http_shim import create_app
+from tests.support import media
 from tests.support.audio_bytes import encode, tone
 
 
@@ -221,3 +222,63 @@ def test_metrics_expose_requests_audio_seconds_and_real_time_factor(client, samp
         "diarization_model_ready 1.0",
     ):
         assert name in text, name
+
+
+# --- compressed formats and video through the sync door (media made with ffmpeg at test time)
+
+
+@pytest.mark.parametrize(
+    ("name", "build", "fields", "status", "outcome"),
+    [
+        ("speech.mp3", lambda: media.truncated(media.speech_tone("mp3", 4.0)), {}, 200, 2.1),
+        ("speech.mp3", lambda: media.with_garbage_id3(media.speech_tone("mp3")), {}, 200, 3.0),
+        ("speech.aac", media.adts_noise, {}, 422, "corrupt_audio"),
+        ("speech.m4a", lambda: media.without_moov(media.speech_tone("m4a")), {}, 422, "corrupt_audio"),
+        ("speech.m4a", lambda: media.moov_past_the_end(media.speech_tone("m4a")), {}, 422, "corrupt_audio"),
+        ("video.mp4", media.video_only, {}, 422, "no_audio_stream"),
+        ("tracks.mka", media.eight_audio_streams, {"audio_stream": "7"}, 200, 3.1),
+        ("tracks.mka", media.eight_audio_streams, {"audio_stream": "8"}, 422, "no_audio_stream"),
+        ("tracks.mka", media.eight_audio_streams, {"audio_stream": "x"}, 400, "invalid_request"),
+        ("packets.mkv", media.tiny_packets, {}, 200, 12.5),
+        ("claims.opus", lambda: media.opus_claiming(hours=10), {}, 200, 3.0),
+        ("audio.wav", lambda: media.polyglot()[0], {}, 200, 3.0),
+        ("audio.mp3", media.zip_of_mp3, {}, 415, "not_audio"),
+        ("audio.mkv", media.unknown_codec, {}, 422, "unsupported_codec"),
+        ("meeting.mp4", media.video_with_audio, {}, 200, 3.0),
+    ],
+    ids=[
+        "truncated mp3",
+        "10 MB ID3",
+        "ADTS noise",
+        "no moov",
+        "moov past the end",
+        "video only",
+        "audio_stream 7 of 8",
+        "audio_stream 8 of 8",
+        "audio_stream x",
+        "100000 packets",
+        "opus claiming 10 h",
+        "WAV + MP4 polyglot",
+        "zip named mp3",
+        "unknown codec",
+        "MP4 video with audio",
+    ],
+)
+def test_media_get_their_exact_answer(client, name, build, fields, status, outcome):
+    """``outcome``: the error code, or for a 200 the decoded length that no speech region may pass."""
+    response = client.post("/v1/vad", data=_upload(build(), name, **fields), content_type="multipart/form-data")
+    assert response.status_code == status, response.get_data(as_text=True)
+    if status == 200:
+        regions = response.get_json()["speech_segments"]
+        assert all(0 <= r["start"] < r["end"] <= outcome + 0.05 for r in regions), regions
+    else:
+        assert _error(response) == outcome
+
+
+def test_the_next_valid_input_still_completes_after_the_hostile_media(client):
+    for data in (media.adts_noise(), media.video_only(), media.zip_of_mp3()):
+        assert client.post("/v1/vad", data=_upload(data), content_type="multipart/form-data").status_code >= 400
+    response = client.post(
+        "/v1/diarize", data=_upload(media.speech_tone("m4a"), "x.m4a"), content_type="multipart/form-data"
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)

@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support import media
 from tests.support.hostile import (
     Message,
     RawAnswer,
@@ -114,6 +115,7 @@ class Case:
     what: str
     audio: Callable[[], bytes] | None = None
     filename: str = "audio.wav"
+    audio_stream: int = 0  # the option sent with ``audio`` (form field, event options) when not 0
     event: Callable[[str], Message] | None = None
     request: Callable[[Shim], Reply] | None = None
     http: tuple[int, str] | str | None = None
@@ -158,8 +160,8 @@ CORPUS: list[Case] = [
          filename="speech.wav", http=(415, "not_audio"), kafka="not_audio", knative=(200, "not_audio")),
     Case("riff-not-wave", "RIFF magic, form type WAVX", audio=lambda: with_wave_tag(wav(), b"WAVX"),
          http=(422, "corrupt_audio"), kafka="corrupt_audio", knative=(200, "corrupt_audio")),
-    Case("mp3", "a real MPEG layer III file, named .wav", audio=mp3,
-         http=(415, "not_audio"), kafka="not_audio", knative=(200, "not_audio")),
+    Case("mp3", "a real MPEG layer III file, named .wav: decoded as what it is", audio=mp3,
+         http=(200, COMPLETED), kafka=COMPLETED, knative=(200, COMPLETED)),
     Case("zip", "a ZIP archive holding a WAV", audio=zip_of_wav,
          http=(415, "not_audio"), kafka="not_audio", knative=(200, "not_audio")),
     Case("png", "a 1x1 PNG image", audio=png,
@@ -191,6 +193,39 @@ CORPUS: list[Case] = [
     Case("white-noise", "3 s of white noise (valid)", audio=noise,
          http=(200, COMPLETED), kafka=COMPLETED, knative=(200, COMPLETED)),
     Case("clipping", "3 s of a tone clipped at full scale (valid)", audio=clipped,
+         http=(200, COMPLETED), kafka=COMPLETED, knative=(200, COMPLETED)),
+    # --- compressed audio and video (made with ffmpeg), decoded by FFmpeg through PyAV
+    Case("mp3-truncated", "a 4 s MP3 cut in half, mid-frame", audio=lambda: media.truncated(media.speech_tone("mp3", 4.0)),
+         filename="audio.mp3", http=(200, COMPLETED), kafka=COMPLETED, knative=(200, COMPLETED)),
+    Case("mp3-id3-10mb", "an MP3 behind a 10 MB ID3 tag of random bytes",
+         audio=lambda: media.with_garbage_id3(media.speech_tone("mp3")), filename="audio.mp3",
+         http=(200, COMPLETED), kafka=COMPLETED, knative=(200, COMPLETED)),
+    Case("adts-noise", "2000 ADTS headers, each followed by random bytes", audio=media.adts_noise, filename="audio.aac",
+         http=(422, "corrupt_audio"), kafka="corrupt_audio", knative=(200, "corrupt_audio")),
+    Case("mp4-no-moov", "an M4A without its moov box", audio=lambda: media.without_moov(media.speech_tone("m4a")),
+         filename="audio.m4a", http=(422, "corrupt_audio"), kafka="corrupt_audio", knative=(200, "corrupt_audio")),
+    Case("mp4-moov-past-end", "an M4A whose mdat claims 100 MB: moov past the end of the file",
+         audio=lambda: media.moov_past_the_end(media.speech_tone("m4a")), filename="audio.m4a",
+         http=(422, "corrupt_audio"), kafka="corrupt_audio", knative=(200, "corrupt_audio")),
+    Case("mp4-video-only", "an H.264 MP4 with no audio track", audio=media.video_only, filename="video.mp4",
+         http=(422, "no_audio_stream"), kafka="no_audio_stream", knative=(200, "no_audio_stream")),
+    Case("mka-stream-7-of-8", "8 AAC streams, audio_stream 7", audio=media.eight_audio_streams, audio_stream=7,
+         filename="tracks.mka", http=(200, COMPLETED), kafka=COMPLETED, knative=(200, COMPLETED)),
+    Case("mka-stream-8-of-8", "8 AAC streams, audio_stream 8", audio=media.eight_audio_streams, audio_stream=8,
+         filename="tracks.mka", http=(422, "no_audio_stream"), kafka="no_audio_stream", knative=(200, "no_audio_stream")),
+    Case("mkv-100k-packets", "Matroska of 100,000 one-sample packets (12.5 s)", audio=media.tiny_packets,
+         filename="audio.mkv", http=(200, COMPLETED), kafka=COMPLETED, knative=(200, COMPLETED)),
+    Case("opus-claims-10h", "3 s of Ogg Opus whose last page claims 10 h", audio=lambda: media.opus_claiming(hours=10),
+         filename="audio.opus", http=(200, COMPLETED), kafka=COMPLETED, knative=(200, COMPLETED)),
+    Case("wav-mp4-polyglot", "a valid WAV followed by a whole M4A: read as the WAV", audio=lambda: media.polyglot()[0],
+         http=(200, COMPLETED), kafka=COMPLETED, knative=(200, COMPLETED)),
+    Case("zip-named-mp3", "a ZIP holding an MP3, named .mp3", audio=media.zip_of_mp3, filename="audio.mp3",
+         http=(415, "not_audio"), kafka="not_audio", knative=(200, "not_audio")),
+    Case("mkv-unknown-codec", "Matroska whose audio CodecID FFmpeg does not know", audio=media.unknown_codec,
+         filename="audio.mkv", http=(422, "unsupported_codec"), kafka="unsupported_codec", knative=(200, "unsupported_codec")),
+    Case("mp4-video-with-audio", "3 s of H.264 + AAC (valid)", audio=media.video_with_audio, filename="meeting.mp4",
+         http=(200, COMPLETED), kafka=COMPLETED, knative=(200, COMPLETED)),
+    Case("webm-opus", "3 s of Opus in WebM (valid)", audio=lambda: media.speech_tone("webm"), filename="audio.webm",
          http=(200, COMPLETED), kafka=COMPLETED, knative=(200, COMPLETED)),
     Case("silence-3h", "3 h of silence, 16 kHz 16-bit WAV streamed to disk (330 MiB)", streamed=True,
          kafka=SILENT),
@@ -630,7 +665,8 @@ def test_http_door(shim: Shim, sample_bytes: bytes):
         if case.http is None or case.slow:
             continue
         if case.audio is not None:
-            status, outcome, seconds = _post(shim, files={"file": (case.filename, case.audio())})
+            fields = {"audio_stream": (None, str(case.audio_stream))} if case.audio_stream else {}
+            status, outcome, seconds = _post(shim, files={"file": (case.filename, case.audio()), **fields})
         else:
             status, outcome, seconds = case.request(shim)  # type: ignore[misc]
         rows.append((case.id, case.http, status, outcome, seconds, _bound(case.http)))
@@ -675,7 +711,8 @@ def _event_for(stack: Stack, case: Case, prefix: str) -> Message:
     if case.audio is not None:
         key = f"{prefix}/{case.id}/{case.filename}"
         stack.upload(key, case.audio())
-        return binary_event(f"hostile-{case.id}", {"bucket": BUCKET, "key": key})
+        options = {"options": {"audio_stream": case.audio_stream}} if case.audio_stream else {}
+        return binary_event(f"hostile-{case.id}", {"bucket": BUCKET, "key": key, **options})
     assert case.event is not None, case.id
     return case.event(prefix)
 

@@ -167,3 +167,42 @@ def test_exposes_the_codes_ports() -> None:
     defaults = Settings.from_env({})
     exposed = {int(port) for i in final_stage() if i.keyword == "EXPOSE" for port in i.args.split()}
     assert exposed == {defaults.http.port, defaults.kafka.probe_port}
+
+
+# Run in a fresh interpreter: which FFmpeg libraries `import av` maps, and what they decode.
+# HEADS: the first bytes of each container av_source recognises (MP3 with and without ID3,
+# ADTS, MP4, Matroska, Ogg, AMR, ASF).
+_AV_PROBE = """
+import json, re, av
+HEADS = ["4944330400", "fffb9000", "fff15080", "0000001c66747970", "1a45dfa3", "4f676753", "2321414d520a",
+         "3026b2758e66cf11a6d900aa0062ce6c"]
+from consumer import av_source
+maps = [line.split()[-1] for line in open("/proc/self/maps") if re.search(r"/lib(avcodec|avformat|avutil)", line)]
+print(json.dumps({
+    "libs": sorted(set(maps)),
+    "wheel_libs": str(__import__("pathlib").Path(av.__file__).parent.parent / "av.libs"),
+    "decoders": {name: av.codec.Codec(name, "r").type for name in ("mp3float", "aac", "opus", "vorbis", "alac")},
+    "demuxers": sorted({av_source.sniff(bytes.fromhex(head)) for head in HEADS} - set(av.formats_available)),
+}))
+"""
+
+
+def test_the_venv_decodes_mp3_and_m4a_with_the_ffmpeg_of_pyavs_wheel() -> None:
+    """The image installs exactly runtime.lock, which has PyAV; its wheel carries FFmpeg's libraries.
+
+    The image has no FFmpeg RPM (see the Containerfile's comment): MP3, AAC/M4A, Opus and
+    Vorbis must decode with the libraries in the wheel's own ``av.libs`` folder, and every
+    demuxer ``consumer.av_source`` can pick must be in them.
+    """
+    lock = (REPO / "requirements" / "runtime.lock").read_text()
+    assert "\nav==" in lock, "PyAV is not in the runtime lock: the image could not decode MP3 or M4A"
+    run = subprocess.run(
+        [sys.executable, "-c", _AV_PROBE], capture_output=True, text=True, cwd=REPO, env={"PATH": "/nonexistent"}
+    )
+    assert run.returncode == 0, run.stderr
+    probe = json.loads(run.stdout)
+    assert probe["decoders"] == dict.fromkeys(("mp3float", "aac", "opus", "vorbis", "alac"), "audio")
+    assert probe["demuxers"] == [], f"demuxers av_source may pick that the wheel lacks: {probe['demuxers']}"
+    libs = probe["libs"]
+    assert {Path(lib).name.split("-")[0].split(".")[0] for lib in libs} == {"libavcodec", "libavformat", "libavutil"}
+    assert all(lib.startswith(probe["wheel_libs"] + "/") for lib in libs), libs

@@ -39,7 +39,8 @@ def test_accepted_inputs_become_16k_mono_float32(label, data, rate, channels):
     assert audio.sample_rate == 16_000
     assert audio.samples.dtype == np.float32 and audio.samples.ndim == 1
     assert audio.original_sample_rate == rate and audio.original_channels == channels
-    assert audio.duration == pytest.approx(2.0, abs=0.01)
+    # FFmpeg ends libsndfile's Ogg Vorbis 256 samples (16 ms) early: its end trimming, not a shift
+    assert audio.duration == pytest.approx(2.0, abs=0.02 if label == "OGG Vorbis" else 0.01)
     # the tone survives resampling and downmixing with its level
     assert np.sqrt(np.mean(audio.samples**2)) == pytest.approx(0.3 / np.sqrt(2), rel=0.1)
 
@@ -82,7 +83,7 @@ REFUSED = [
     ("text", b"hello, this is not audio at all\n" * 20, "not_audio"),
     ("PNG", b"\x89PNG\r\n\x1a\n" + bytes(200), "not_audio"),
     ("ZIP", b"PK\x03\x04" + bytes(200), "not_audio"),
-    ("MP3", b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x00" * 300, "not_audio"),
+    ("MP3 frame headers, no frames", b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x00" * 300, "corrupt_audio"),
     ("NaN samples", encode(NAN, subtype="FLOAT"), "non_finite_samples"),
     ("inf samples", encode(INF, subtype="FLOAT"), "non_finite_samples"),
     ("1 Hz", encode(tone(10, 1), 1), "unsupported_sample_rate"),

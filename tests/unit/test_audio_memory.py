@@ -14,6 +14,7 @@ import pytest
 
 from consumer.audio import BLOCK_BYTES, decode
 from consumer.config import AudioLimits
+from tests.support import media
 from tests.support.audio_bytes import encode, with_flac_length
 from tests.support.hostile import long_silent_flac
 
@@ -83,3 +84,17 @@ def test_8_khz_upsampled():
     """Upsampling doubles each block: still within the bound (10 minutes at 8 kHz)."""
     peak, samples = _peak(encode(np.zeros((600 * 8_000, 1), np.float32), 8_000, fmt="FLAC"))
     _assert_bounded(peak, samples, 600)
+
+
+@pytest.mark.parametrize("kind", ["mp3", "m4a", "webm", "opus"])
+def test_five_minutes_of_compressed_stereo(kind):
+    """5 minutes of 48 kHz stereo (6x its output if held whole) through FFmpeg (PyAV): frames are gathered into blocks, never the whole file.
+
+    FFmpeg's own buffers (a few frames, its demuxer's read buffer) are outside tracemalloc;
+    they do not grow with the file's length.
+    """
+    peak, samples = _peak(media.long_sine(kind, 300))
+    # AAC keeps up to one frame of encoder delay (see test_audio_formats)
+    assert abs(len(samples) - 300 * 16_000) <= 1024 * 16_000 // 48_000 + 1
+    bound = RATIO * samples.nbytes + BLOCK_OVERHEAD
+    assert peak <= bound, f"peak {peak / 2**20:.1f} MiB for {samples.nbytes / 2**20:.1f} MiB of output"

@@ -136,3 +136,33 @@ def test_parse_flag():
     assert [parse_flag(w) for w in ("ON", " no ", "")] == [True, False, None]
     with pytest.raises(ValueError):
         parse_flag("maybe")
+
+
+@pytest.mark.parametrize("door", [via_form, via_metadata])
+def test_audio_stream_is_read_alike_on_every_text_door(door):
+    assert door({"audio_stream": " 3 "}).audio_stream == 3
+    assert door({"audio_stream": ""}).audio_stream == 0
+    assert door({}).audio_stream == 0
+
+
+@pytest.mark.parametrize("door", [via_form, via_metadata])
+@pytest.mark.parametrize("value", ["-1", "64", "1.5", "first", "true"])
+def test_a_bad_audio_stream_is_refused_on_every_text_door(door, value):
+    assert refusal(door, {"audio_stream": value}) == "invalid_request"
+
+
+def test_audio_stream_in_event_data_and_in_the_result_digest():
+    from consumer.event_job import options_digest
+
+    data = {"bucket": "audio", "key": "a.mkv", "options": {"audio_stream": 2}}
+    event = {"specversion": "1.0", "id": "e", "source": "/s", "type": codec.TYPE_UPLOADED, "data": data}
+    [job] = codec.decode_kafka(None, None, json.dumps(event).encode())
+    assert isinstance(job, AudioJobRequested) and job.options.audio_stream == 2
+    for bad in ("2", -1, 64, True):
+        data["options"] = {"audio_stream": bad}
+        [failed] = codec.decode_kafka(None, None, json.dumps(event).encode())
+        assert isinstance(failed, JobFailed) and failed.code == "invalid_event", bad
+    # another stream is another result; the first stream keeps the digest jobs had before the option
+    assert options_digest(JobOptions(audio_stream=2), "m") != options_digest(JobOptions(), "m")
+    assert JobOptions(audio_stream=2).to_dict()["audio_stream"] == 2
+    assert "audio_stream" not in JobOptions().to_dict()
