@@ -152,7 +152,11 @@ def test_a_bad_audio_stream_is_refused_on_every_text_door(door, value):
 
 
 def test_audio_stream_in_event_data_and_in_the_result_digest():
-    from consumer.event_job import options_digest
+    from consumer.event_job import result_digest
+    from consumer.events import ObjectRef
+
+    def options_digest(options: JobOptions) -> str:
+        return result_digest(ObjectRef("audio", "a.mkv", None, "etag", 1), options, "m", "fingerprint")
 
     data = {"bucket": "audio", "key": "a.mkv", "options": {"audio_stream": 2}}
     event = {"specversion": "1.0", "id": "e", "source": "/s", "type": codec.TYPE_UPLOADED, "data": data}
@@ -163,6 +167,6 @@ def test_audio_stream_in_event_data_and_in_the_result_digest():
         [failed] = codec.decode_kafka(None, None, json.dumps(event).encode())
         assert isinstance(failed, JobFailed) and failed.code == "invalid_event", bad
     # another stream is another result; the first stream keeps the digest jobs had before the option
-    assert options_digest(JobOptions(audio_stream=2), "m") != options_digest(JobOptions(), "m")
+    assert options_digest(JobOptions(audio_stream=2)) != options_digest(JobOptions())
     assert JobOptions(audio_stream=2).to_dict()["audio_stream"] == 2
     assert "audio_stream" not in JobOptions().to_dict()
