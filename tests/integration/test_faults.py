@@ -399,8 +399,9 @@ def test_results_topic_refusing_records_for_good_makes_the_consumer_exit_and_a_r
 def test_model_raising_mid_job_fails_that_job_and_the_consumer_keeps_serving(stack, start_consumer, reader, talks):
     topics = stack.topics("fault-model", partitions=1)  # one partition: the inputs run in order
     consumer = start_consumer(
-        # the 3rd chunk_frames call after warm-up is inside the first job (2 chunks per batch)
-        {**topics, "FAULT_EMBEDDING_CALL": "3", "FAULT_TIMES": "1", "EMBEDDING_BATCH_SIZE": "2"},
+        # the 1st chunk_frames call after warm-up is inside the first job (one call per
+        # 60 s region of audio: the first job's only call)
+        {**topics, "FAULT_EMBEDDING_CALL": "1", "FAULT_TIMES": "1"},
         module="tests.support.faulty_consumer",
     )
     assert "model fault armed" in consumer.log_lines(), consumer.log_lines()[-4000:]
