@@ -235,8 +235,10 @@ def test_a_result_the_sink_never_takes_is_logged_with_its_objects_at_shutdown(st
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     [given_up] = [line for line in lines if "the sink never took" in line.get("message", "")]
     assert given_up["event_id"] == "u-1" and given_up["result_id"] == result_id("u-1")
-    assert given_up["results"]["json"].endswith(f"{uploaded['sample']}.json"), given_up
-    assert given_up["results"]["rttm"].endswith(f"{uploaded['sample']}.rttm"), given_up
+    # the result objects of that input: <prefix><bucket>/<key>/<digest>.json and the RTTM it names
+    folder = f"audio/{uploaded['sample']}/"
+    assert folder in given_up["results"]["json"] and given_up["results"]["json"].endswith(".json"), given_up
+    assert folder in given_up["results"]["rttm"] and given_up["results"]["rttm"].endswith(".rttm"), given_up
 
 
 def test_transient_body_problems_are_retryable_on_post_root_only(start_shim):
