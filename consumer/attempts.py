@@ -29,8 +29,9 @@ import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
-from consumer.errors import RunningElsewhereError, StorageUnavailableError
+from consumer.errors import RunningElsewhereError, ServiceError, StorageUnavailableError
 from consumer.events import InputRef
+from consumer.storage import StoreHealth, results_bucket_error
 
 T = TypeVar("T")
 MARKER_PREFIX = "attempts/"  # in the results bucket; result objects end in .json or .rttm, markers do not
@@ -71,13 +72,23 @@ class StoredAttempts:
     """An ``AttemptLog`` kept as one small JSON object per input, ``attempts/<sha256>``, in ``bucket``.
 
     ``owner`` names this consumer (its static group member id, or host and process).
-    ``clock`` gives wall-clock seconds: leases are compared across machines.
+    ``health`` is the object store's health that the consumer's ``/ready`` reports: a marker
+    the store refuses (rotated credentials, say) turns it 503 like any other call of the
+    service's own. ``clock`` gives wall-clock seconds: leases are compared across machines.
     """
 
-    def __init__(self, client: Minio, bucket: str, owner: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: Minio,
+        bucket: str,
+        owner: str,
+        health: StoreHealth | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.owner = owner
+        self.health = health or StoreHealth()
         self.clock = clock
 
     def begin(self, ref: InputRef) -> int:
@@ -109,7 +120,7 @@ class StoredAttempts:
         if starts > 0:
             self._write(key, ref, starts)
         else:
-            _call(lambda: self.client.remove_object(self.bucket, key))
+            self._call(lambda: self.client.remove_object(self.bucket, key))
 
     def _read(self, key: str) -> dict[str, Any]:
         def get() -> bytes:
@@ -121,7 +132,7 @@ class StoredAttempts:
                 response.release_conn()
 
         try:
-            marker = json.loads(_call(get))
+            marker = json.loads(self._call(get))
         except _Missing:
             return {}
         except ValueError:  # not a marker this service wrote: count afresh
@@ -137,11 +148,24 @@ class StoredAttempts:
             "input": {"id": ref.id[:256], "source": ref.source[:256]},
         }
         body = json.dumps(marker).encode()
-        _call(
+        self._call(
             lambda: self.client.put_object(
                 self.bucket, key, io.BytesIO(body), len(body), content_type="application/json"
             )
         )
+
+    def _call(self, action: Callable[[], T]) -> T:
+        """``action()``, its outcome noted in ``health``; a missing marker raises ``_Missing``."""
+        try:
+            result = _checked(action)
+        except _Missing:
+            self.health.record("attempt marker", None)  # the store answered: no marker
+            raise
+        except ServiceError as exc:
+            self.health.record("attempt marker", exc)
+            raise
+        self.health.record("attempt marker", None)
+        return result
 
 
 def marker_key(ref: InputRef) -> str:
@@ -153,14 +177,14 @@ class _Missing(Exception):
     """The marker does not exist."""
 
 
-def _call(action: Callable[[], T]) -> T:
-    """``action()`` with the store's failures as ``StorageUnavailableError``: a marker the
+def _checked(action: Callable[[], T]) -> T:
+    """``action()`` with the store's failures as retryable service errors: a marker the
     service cannot read or write is the service's problem, never the input's."""
     try:
         return action()
     except S3Error as exc:
         if exc.code in _MISSING:
             raise _Missing() from exc
-        raise StorageUnavailableError(f"the attempt marker failed: {exc.code}: {exc.message}") from exc
+        raise results_bucket_error(exc, "the attempt marker") from exc
     except (urllib3.exceptions.HTTPError, ServerError, InvalidResponseError, ssl.SSLError, OSError) as exc:
         raise StorageUnavailableError(f"the object store is unavailable: {type(exc).__name__}: {exc}") from exc

@@ -592,7 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     probes.start()
     owner = settings.kafka.group_instance_id or f"{socket.gethostname()}-{os.getpid()}"
-    attempts = StoredAttempts(ObjectStore(settings.storage).client, settings.storage.results_bucket, owner)
+    attempts = StoredAttempts(
+        ObjectStore(settings.storage).client, settings.storage.results_bucket, owner, health=service.store_health
+    )
     worker = KafkaWorker(settings, service.event_job, attempts, heartbeat)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())

@@ -50,7 +50,9 @@ from consumer.events import ObjectRef, ResultLocation, is_acceptable_key
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Use = Literal["audio", "result read", "result write"]  # kinds of calls, each healthy or not on its own
+Use = Literal[
+    "audio", "result read", "result write", "attempt marker"
+]  # kinds of calls, each healthy or not on its own
 _MISSING = {"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NoSuchObject", "ResourceNotFound"}
 _DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidObjectState"}
 # The store refuses the service, not the request: rotated, disabled or expired credentials,
@@ -304,6 +306,11 @@ def _s3_error(exc: S3Error, where: str, *, own: bool = False) -> ServiceError:
         # version id): asking again cannot help
         return InvalidEventError(f"the object store refused {where}: {exc.code}: {exc.message}")
     return StorageUnavailableError(f"the object store failed on {where}: {exc.code}: {exc.message}")
+
+
+def results_bucket_error(exc: S3Error, where: str) -> ServiceError:
+    """The project's error for an S3 error answer on the service's own results bucket."""
+    return _s3_error(exc, where, own=True)
 
 
 def _os_error(exc: OSError) -> ServiceError:

@@ -23,7 +23,7 @@ class Clock:
 
 
 def _log(stack, owner: str, clock: Clock) -> StoredAttempts:
-    return StoredAttempts(stack.minio(), stack.env["S3_RESULTS_BUCKET"], owner, clock)
+    return StoredAttempts(stack.minio(), stack.env["S3_RESULTS_BUCKET"], owner, clock=clock)
 
 
 def _exists(stack, ref: InputRef) -> bool:
