@@ -65,7 +65,11 @@ def test_a_consumer_joining_during_a_long_job_leaves_it_one_answer_and_no_offset
     group = f"rebalance-{uuid.uuid4().hex[:6]}"
     long_talk = conversation(num_speakers=3, duration=240, seed=5).wav.read_bytes()
     short_talk = conversation(num_speakers=2, duration=12, seed=101).wav.read_bytes()
-    first = start_consumer(topics, group, name="first")
+    # each 60 s region's embedding pass waits 15 s: the 240 s job runs for over a minute,
+    # however fast the machine, so the second consumer joins while it runs
+    first = start_consumer(
+        {**topics, "SLOW_EMBEDDING_SECONDS": "15"}, group, name="first", module="tests.support.slow_consumer"
+    )
     watch = CommitWatch(stack, group, topic)
     # partition 0: the one cooperative-sticky hands to a joining member (the lowest-numbered
     # of the busiest member's), so the job's partition moves while it runs: the hard case
