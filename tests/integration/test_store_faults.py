@@ -168,7 +168,10 @@ def test_results_refused_after_inference_are_stored_later_without_running_the_mo
             {
                 "Effect": "Deny",
                 "Action": ["s3:PutObject"],
-                "Resource": [f"arn:aws:s3:::{stack.env['S3_RESULTS_BUCKET']}/*"],
+                # the result objects only: the attempt markers beside them (attempts/) are
+                # written before a job runs, and a store refusing those holds the job back
+                # before inference (the rotated-credentials test covers that)
+                "Resource": [f"arn:aws:s3:::{stack.env['S3_RESULTS_BUCKET']}/results/*"],
             }
         ],
     }
