@@ -19,6 +19,7 @@ from consumer.config import AudioLimits
 from consumer.engine import Engine, EngineResult
 from consumer.errors import BusyError, ModelNotReadyError, ServiceError
 from consumer.options import JobOptions
+from consumer.voiceprints import check_model, identify
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,13 @@ class Analyzer:
         job_id: str = "",
         progress: AudioProgress | None = None,
         reservation: Reservation | None = None,
+        limits: AudioLimits | None = None,
     ) -> EngineResult:
         """Decode ``source`` and run the engine on it; blocks. Raises ``ServiceError`` subclasses.
 
-        Takes a slot (or uses ``reservation``) and frees it when done.
+        Takes a slot (or uses ``reservation``) and frees it when done. Speakers matching the
+        options' voiceprints are named after them (``consumer.voiceprints``). ``limits``
+        replaces the analyzer's own audio limits for this job (enrolment clips are shorter).
         """
         if not self.engine.ready:
             # a failed load or a broken engine says so; otherwise it is still loading
@@ -66,10 +70,13 @@ class Analyzer:
         started = time.perf_counter()
         with reservation or self.reserve():
             try:
-                audio = decode(source, self.limits, options.audio_stream)
+                check_model(options.voiceprints, self.engine.embedding_model)
+                audio = decode(source, limits or self.limits, options.audio_stream)
                 decoded = time.perf_counter()
                 on_fraction = None if progress is None else (lambda f: progress(f, audio.duration))
-                result = self.engine.run(audio.samples, audio.sample_rate, options, on_fraction)
+                result = identify(
+                    self.engine.run(audio.samples, audio.sample_rate, options, on_fraction), options.voiceprints
+                )
             except ServiceError as exc:
                 metrics.JOBS.labels(task, exc.code).inc()
                 log.info(

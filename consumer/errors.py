@@ -80,6 +80,39 @@ class TranscriptMismatchError(ServiceError):
     http_status = 422
 
 
+class InvalidVoiceprintError(InvalidRequestError):
+    """A voiceprint is not a voiceprint document, or its label is not a usable name."""
+
+    code = "invalid_voiceprint"
+
+
+class TooManyVoiceprintsError(InvalidRequestError):
+    """More voiceprints than one job may match against."""
+
+    code = "too_many_voiceprints"
+
+
+class VoiceprintModelMismatchError(ServiceError):
+    """A voiceprint was made with another embedding model than the one this service runs."""
+
+    code = "voiceprint_model_mismatch"
+    http_status = 422
+
+
+class VoiceprintTooShortError(ServiceError):
+    """Enrolment audio holds too little speech to make a voiceprint."""
+
+    code = "voiceprint_too_short"
+    http_status = 422
+
+
+class VoiceprintSpeakersError(ServiceError):
+    """Enrolment audio holds more than one speaker, none of them clearly dominant."""
+
+    code = "voiceprint_multiple_speakers"
+    http_status = 422
+
+
 class UnauthorizedError(ServiceError):
     """The API key is missing or wrong."""
 

@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 from typing import IO, Any, Protocol
 
 from consumer import metrics
+from consumer import transcript as transcripts
 from consumer.analyzer import Analyzer, Reservation
 from consumer.config import EventSettings
 from consumer.errors import (
@@ -39,7 +40,8 @@ from consumer.events import (
     ResultLocation,
 )
 from consumer.formats import result_document, rttm_uri, to_rttm
-from consumer.options import JobOptions
+from consumer.options import JobOptions, StoredObject
+from consumer.voiceprints import MAX_DOCUMENT_BYTES, parse_known_speakers
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +164,9 @@ class EventJob:
             fingerprint = self.model_fingerprint()
         except ServiceError as exc:  # the model's files went away under a loaded model
             raise EngineBrokenError(f"the model's content cannot be fingerprinted: {exc.message}") from exc
-        digest = result_digest(obj, request.options, self.model_name, fingerprint)
+        options, transcript, named = self._read_named_objects(request.options)
+        request = dataclasses.replace(request, options=options)
+        digest = result_digest(obj, options, self.model_name, fingerprint, named)
         location = self.store.locate(obj, digest)
         stored = self.store.find_result(location, obj, digest)
         if stored is not None:
@@ -177,7 +181,12 @@ class EventJob:
                 result = self.analyzer.analyze(
                     audio, request.options, job_id=request.input.id, progress=throttle, reservation=reservation
                 )
-            document = result_document(request.input, obj, request.options, result, self.model_name, location)
+            document = result_document(
+                request.input, obj, options, result, self.model_name, location, self.analyzer.engine.embedding_model
+            )
+            if transcript is not None:
+                transcripts.check_fits(transcript, result.duration)
+                document["transcript"] = transcripts.to_json(transcripts.attribute(transcript, result.turns))
             unstored = _Unstored(obj, location, document, to_rttm(result, rttm_uri(obj.key)))
             self._keep_unstored(unstored)
         else:
@@ -186,6 +195,34 @@ class EventJob:
         with self._unstored_guard:
             self._unstored.pop(location.json_key, None)
         return DiarizationCompleted(request, unstored.document)
+
+    def _read_named_objects(
+        self, options: JobOptions
+    ) -> tuple[JobOptions, transcripts.Transcript | None, dict[str, str]]:
+        """The options with the voiceprints of ``voiceprints_object`` read in, the transcript of
+        ``transcript_object``, and the sha256 of each object's bytes (the result depends on them).
+
+        A named object missing, unreadable or malformed fails the job like its audio would.
+        """
+        transcript, named = None, {}
+        if options.voiceprints_object is not None:
+            data = self._read_named(options.voiceprints_object, MAX_DOCUMENT_BYTES)
+            named["voiceprints_object"] = hashlib.sha256(data).hexdigest()
+            options = dataclasses.replace(options, voiceprints=parse_known_speakers(data))
+        if options.transcript_object is not None:
+            data = self._read_named(options.transcript_object, transcripts.MAX_TRANSCRIPT_BYTES)
+            named["transcript_object"] = hashlib.sha256(data).hexdigest()
+            transcript = transcripts.parse(data)
+        return options, transcript, named
+
+    def _read_named(self, named: StoredObject, max_bytes: int) -> bytes:
+        if named.bucket not in self.allowed_buckets:
+            raise AccessDeniedError(f"bucket {named.bucket!r} is not one this service reads")
+        ref = self.store.stat(ObjectRef(named.bucket, named.key))
+        if ref.size is not None and ref.size > max_bytes:
+            raise PayloadTooLargeError(f"{named.bucket}/{named.key} is larger than {max_bytes} bytes")
+        with self.store.open(ref, max_bytes) as handle:
+            return handle.read()
 
     def _keep_unstored(self, unstored: _Unstored) -> None:
         """Remember a computed result until it is stored, so that a retry does not compute it again."""
@@ -226,17 +263,24 @@ class _Throttle:
             self._sink(JobProgressed(self._request, fraction, audio_seconds))
 
 
-def result_digest(source: ObjectRef, options: JobOptions, model: str, model_fingerprint: str) -> str:
-    """Identifies what a result is computed from: the object version, the options, the model's
-    name and content (``consumer.engine.fingerprint``). Names its result location."""
-    canonical = json.dumps(
-        {
-            "object": [source.bucket, source.key, source.version_id, source.etag],
-            "options": options.to_dict(),
-            "model": [model, model_fingerprint],
-        },
-        sort_keys=True,
-    )
+def result_digest(
+    source: ObjectRef,
+    options: JobOptions,
+    model: str,
+    model_fingerprint: str,
+    named: dict[str, str] | None = None,
+) -> str:
+    """Identifies what a result is computed from: the object version, the options (with the
+    voiceprints' digests), the model's name and content (``consumer.engine.fingerprint``),
+    and the digests of the objects the options name. Names its result location."""
+    what: dict[str, object] = {
+        "object": [source.bucket, source.key, source.version_id, source.etag],
+        "options": options.fingerprint(),
+        "model": [model, model_fingerprint],
+    }
+    if named:
+        what["named"] = named
+    canonical = json.dumps(what, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 

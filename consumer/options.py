@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from consumer.errors import InvalidRequestError, InvalidSpeakerOptionsError
+from consumer.voiceprints import KnownSpeakers, parse_known_speakers
 
 MAX_SPEAKERS = 100
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 SPEAKER_COUNTS = ("num_speakers", "min_speakers", "max_speakers")
-OPTION_NAMES = (*SPEAKER_COUNTS, "exclusive", "tasks", "audio_stream")
+OPTION_NAMES = (*SPEAKER_COUNTS, "exclusive", "tasks", "audio_stream", "return_embeddings", "voiceprints")
+# options only events take: other objects, in a bucket the service reads, that the job uses
+OBJECT_OPTIONS = ("voiceprints_object", "transcript_object")
 MAX_AUDIO_STREAM = 63  # an index among a file's audio streams; more is not a real file
 _MAX_DIGITS = 6  # int() of thousands of digits is slow, then refused anyway
 
@@ -49,6 +52,17 @@ ALL_TASKS = frozenset({Task.DIARIZATION, Task.VAD})
 
 
 @dataclass(frozen=True, slots=True)
+class StoredObject:
+    """An object an event's options name (a transcript, voiceprints), fetched by the job."""
+
+    bucket: str
+    key: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"bucket": self.bucket, "key": self.key}
+
+
+@dataclass(frozen=True, slots=True)
 class JobOptions:
     """Speaker-count hints and output options of one job; invalid combinations raise at construction."""
 
@@ -58,6 +72,10 @@ class JobOptions:
     exclusive: bool = False
     tasks: frozenset[Task] = ALL_TASKS
     audio_stream: int = 0
+    return_embeddings: bool = False
+    voiceprints: KnownSpeakers = ()
+    voiceprints_object: StoredObject | None = None
+    transcript_object: StoredObject | None = None
 
     def __post_init__(self) -> None:
         for name in SPEAKER_COUNTS:
@@ -74,6 +92,8 @@ class JobOptions:
             )
         if not self.tasks:
             raise InvalidSpeakerOptionsError("at least one task is required")
+        if self.voiceprints and self.voiceprints_object is not None:
+            raise InvalidRequestError("give voiceprints or voiceprints_object, not both")
         if (
             isinstance(self.audio_stream, bool)
             or not isinstance(self.audio_stream, int)
@@ -101,6 +121,19 @@ class JobOptions:
         out["tasks"] = sorted(task.value for task in self.tasks)
         if self.audio_stream:
             out["audio_stream"] = self.audio_stream
+        if self.return_embeddings:
+            out["return_embeddings"] = True
+        for name in OBJECT_OPTIONS:
+            stored = getattr(self, name)
+            if stored is not None:
+                out[name] = stored.to_dict()
+        return out
+
+    def fingerprint(self) -> dict[str, object]:
+        """``to_dict()`` and what it leaves out that changes a result: the voiceprints' digests."""
+        out = self.to_dict()
+        if self.voiceprints:
+            out["voiceprints"] = {label: voiceprint.digest for label, voiceprint in self.voiceprints}
         return out
 
 
@@ -114,14 +147,37 @@ def parse_options(fields: Mapping[str, object], tasks: frozenset[Task] | None = 
     given as an argument (a door that fixes them) overrides the field. Diarization
     implies VAD. Raises ``InvalidSpeakerOptionsError`` for speaker counts and
     ``InvalidRequestError`` for the other options.
+
+    ``return_embeddings`` is a flag; ``voiceprints`` a JSON object label -> voiceprint (or
+    its text; ``consumer.voiceprints``). Events may also name objects in a readable
+    bucket: ``voiceprints_object`` (such a JSON object) and ``transcript_object`` (a
+    transcript to attribute, which asks for exclusive turns).
     """
     counts = {name: _count(name, fields.get(name)) for name in SPEAKER_COUNTS}
+    raw_voiceprints = fields.get("voiceprints")
+    transcript_object = _stored("transcript_object", fields.get("transcript_object"))
     return JobOptions(
         **counts,
-        exclusive=_flag("exclusive", fields.get("exclusive")),
+        exclusive=_flag("exclusive", fields.get("exclusive")) or transcript_object is not None,
         tasks=tasks if tasks is not None else _tasks(fields.get("tasks")),
         audio_stream=_index("audio_stream", fields.get("audio_stream")),
+        return_embeddings=_flag("return_embeddings", fields.get("return_embeddings")),
+        voiceprints=() if raw_voiceprints in (None, "") else parse_known_speakers(raw_voiceprints),
+        voiceprints_object=_stored("voiceprints_object", fields.get("voiceprints_object")),
+        transcript_object=transcript_object,
     )
+
+
+def _stored(name: str, raw: object) -> StoredObject | None:
+    if raw is None:
+        return None
+    if (
+        not isinstance(raw, Mapping)
+        or set(raw) != {"bucket", "key"}
+        or not all(isinstance(raw[k], str) and raw[k] for k in ("bucket", "key"))
+    ):
+        raise InvalidRequestError(f"{name} must be an object {{bucket, key}}")
+    return StoredObject(raw["bucket"], raw["key"])
 
 
 def _count(name: str, raw: object) -> int | None:

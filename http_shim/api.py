@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import replace
+from typing import IO
 
 from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from consumer.analyzer import Analyzer
-from consumer.errors import MissingFileError, UnauthorizedError, UnsupportedMediaTypeError
+from consumer.engine.pyannote_engine import model_name
+from consumer.errors import InvalidVoiceprintError, MissingFileError, UnauthorizedError, UnsupportedMediaTypeError
 from consumer.formats import diarization_json, rttm_uri, vad_json
 from consumer.options import ALL_TASKS, OPTION_NAMES, JobOptions, Task, parse_options
 from consumer.transcript import to_json
+from consumer.voiceprints import MAX_DOCUMENT_BYTES, MAX_ENROLMENT_SECONDS, Voiceprint, make_voiceprint
 from http_shim import outputs
 from http_shim.state import state
 
@@ -52,14 +56,33 @@ def diarize() -> Response:
     upload = single_file()
     fmt = outputs.requested_format()
     transcript = outputs.transcript_part()
-    options = outputs.with_transcript(options_from_form(request.form, tasks=ALL_TASKS), transcript)
+    options = outputs.with_transcript(options_from_form(request.form, ALL_TASKS, request.files), transcript)
     result = _analyzer().analyze(upload.stream, options, job_id=g.request_id)
     if fmt != "json":
         return outputs.render(fmt, result, transcript, rttm_uri(upload.filename or "audio"))
-    body = diarization_json(result)
+    body = diarization_json(result, _analyzer().engine.embedding_model if options.return_embeddings else None)
     if transcript is not None:
         body["transcript"] = to_json(outputs.attributed(result, transcript))
     return jsonify(body)
+
+
+@blueprint.post("/voiceprints")
+def voiceprints() -> Response:
+    """A voiceprint of the one speaker of an enrolment clip (3-60 s of speech; any accepted format).
+
+    The service keeps nothing: the caller stores the document and sends it back with jobs
+    (``voiceprints``). 422 ``voiceprint_too_short`` / ``voiceprint_multiple_speakers``.
+    """
+    upload = single_file()
+    return jsonify(enrol(upload.stream, parse_options({"audio_stream": request.form.get("audio_stream")})).to_dict())
+
+
+def enrol(source: IO[bytes], options: JobOptions) -> Voiceprint:
+    """The voiceprint of an enrolment clip, at most ``MAX_ENROLMENT_SECONDS`` long."""
+    analyzer = _analyzer()
+    limits = replace(analyzer.limits, max_seconds=MAX_ENROLMENT_SECONDS)
+    result = analyzer.analyze(source, replace(options, tasks=ALL_TASKS), job_id=g.request_id, limits=limits)
+    return make_voiceprint(result, analyzer.engine.embedding_model, model_name(state().settings.engine.model))
 
 
 @blueprint.post("/vad")
@@ -83,6 +106,17 @@ def single_file() -> FileStorage:
     return files[0]
 
 
-def options_from_form(form: MultiDict[str, str], tasks: frozenset[Task]) -> JobOptions:
-    """``JobOptions`` from the form fields (the endpoint fixes the tasks); 400 on bad values."""
-    return parse_options({name: form.get(name) for name in OPTION_NAMES if name != "tasks"}, tasks=tasks)
+def options_from_form(
+    form: MultiDict[str, str], tasks: frozenset[Task], files: MultiDict[str, FileStorage] | None = None
+) -> JobOptions:
+    """``JobOptions`` from the form fields (the endpoint fixes the tasks); 400 on bad values.
+
+    ``voiceprints`` (a JSON object label -> voiceprint) may also come as a file part.
+    """
+    fields: dict[str, object] = {name: form.get(name) for name in OPTION_NAMES if name != "tasks"}
+    part = files.get("voiceprints") if files is not None else None
+    if part is not None:
+        fields["voiceprints"] = part.stream.read(MAX_DOCUMENT_BYTES + 1)
+        if len(fields["voiceprints"]) > MAX_DOCUMENT_BYTES:  # type: ignore[arg-type]
+            raise InvalidVoiceprintError(f"voiceprints are larger than {MAX_DOCUMENT_BYTES} bytes")
+    return parse_options(fields, tasks=tasks)

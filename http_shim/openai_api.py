@@ -2,18 +2,27 @@
 
 Multipart ``file``; ``model`` (accepted and reported: this service serves one model);
 ``num_speakers`` / ``min_speakers`` / ``max_speakers``; an optional ``transcript`` to
-attribute; ``response_format`` = ``json`` | ``diarized_json`` | ``rttm`` | ``srt`` | ``vtt``.
-``/v1/diarize`` stays as the previous server had it.
+attribute; ``response_format`` = ``json`` | ``diarized_json`` | ``rttm`` | ``srt`` | ``vtt``;
+known speakers as ``known_speaker_names[]`` with one ``known_speaker_references[]`` each,
+a voiceprint document or, as OpenAI takes them, an audio clip as a ``data:`` URL (enrolled
+on the spot, like ``POST /v1/voiceprints``). ``/v1/diarize`` stays as the previous server had it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
+from dataclasses import replace
+
 from flask import Blueprint, Response, g, jsonify, request
 
 from consumer.engine.pyannote_engine import model_name
-from consumer.formats import rttm_uri
-from consumer.options import ALL_TASKS
+from consumer.errors import InvalidVoiceprintError
+from consumer.formats import diarization_json, rttm_uri, segment
+from consumer.options import ALL_TASKS, JobOptions
 from consumer.transcript import to_json
+from consumer.voiceprints import KnownSpeakers, Voiceprint, known_speakers, parse_voiceprint
 from http_shim import api, outputs
 from http_shim.state import state
 
@@ -27,7 +36,10 @@ def diarization() -> Response:
     upload = api.single_file()
     fmt = outputs.requested_format()
     transcript = outputs.transcript_part()
-    options = outputs.with_transcript(api.options_from_form(request.form, tasks=ALL_TASKS), transcript)
+    options = outputs.with_transcript(api.options_from_form(request.form, ALL_TASKS, request.files), transcript)
+    known = known_speakers_from_form()
+    if known:
+        options = replace(options, voiceprints=known)
     result = state().analyzer.analyze(upload.stream, options, job_id=g.request_id)
     if fmt != "json":
         return outputs.render(fmt, result, transcript, rttm_uri(upload.filename or "audio"))
@@ -35,8 +47,36 @@ def diarization() -> Response:
         "model": model_name(state().settings.engine.model),
         "duration": round(result.duration, 3),
         "num_speakers": result.num_speakers,
-        "segments": [{"start": t.start, "end": t.end, "speaker": t.speaker} for t in result.turns],
+        "segments": [segment(t) for t in result.turns],
     }
+    if result.identified:
+        body["identified"] = diarization_json(result)["identified"]
     if transcript is not None:
         body["transcript"] = to_json(outputs.attributed(result, transcript))
     return jsonify(body)
+
+
+def known_speakers_from_form() -> KnownSpeakers:
+    """``known_speaker_names[]`` paired with ``known_speaker_references[]``, in order."""
+    names = request.form.getlist("known_speaker_names[]") or request.form.getlist("known_speaker_names")
+    references = request.form.getlist("known_speaker_references[]") or request.form.getlist("known_speaker_references")
+    if len(names) != len(references):
+        raise InvalidVoiceprintError(
+            f"give one known_speaker_references[] per known_speaker_names[] ({len(names)} names, "
+            f"{len(references)} references)"
+        )
+    return known_speakers([(name, _reference(name, ref)) for name, ref in zip(names, references, strict=True)])
+
+
+def _reference(name: str, reference: str) -> Voiceprint:
+    """A voiceprint document, or an audio clip as a ``data:`` URL enrolled now."""
+    if not reference.startswith("data:"):
+        return parse_voiceprint(reference, name)
+    header, _, payload = reference.partition(",")
+    if not header.endswith(";base64"):
+        raise InvalidVoiceprintError(f"the reference of {name!r} must be a base64 data: URL or a voiceprint")
+    try:
+        audio = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidVoiceprintError(f"the reference of {name!r} is not valid base64") from None
+    return api.enrol(io.BytesIO(audio), JobOptions())

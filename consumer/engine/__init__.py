@@ -6,23 +6,30 @@ importing this package never imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from consumer.errors import ServiceError
-from consumer.options import JobOptions
+
+if TYPE_CHECKING:  # consumer.options reads voiceprints, which read engine results
+    from consumer.options import JobOptions
 
 
 @dataclass(frozen=True, slots=True)
 class SpeakerTurn:
-    """One speaker speaking from ``start`` to ``end`` (seconds)."""
+    """One speaker speaking from ``start`` to ``end`` (seconds).
+
+    ``confidence`` in [0, 1] says how clearly the turn's voice is its speaker's
+    (``consumer.engine.confidence``); ``None`` where the engine gives none.
+    """
 
     start: float
     end: float
     speaker: str
+    confidence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +45,14 @@ class StageSeconds:
     """Wall-clock seconds of one run's stages; 0 for a stage the run did not have.
 
     ``segmentation`` includes speaker counting; ``clustering`` includes the reconstruction
-    of speaker turns from the clusters. A VAD-only run has segmentation only.
+    of speaker turns from the clusters; ``confidence`` is the scoring of every turn
+    (``consumer.engine.confidence``). A VAD-only run has segmentation only.
     """
 
     segmentation: float = 0.0
     embeddings: float = 0.0
     clustering: float = 0.0
+    confidence: float = 0.0
 
     def rounded(self) -> dict[str, float]:
         """The stages as a plain dict, in milliseconds' precision (for logs and metadata)."""
@@ -51,12 +60,19 @@ class StageSeconds:
             "segmentation": round(self.segmentation, 3),
             "embeddings": round(self.embeddings, 3),
             "clustering": round(self.clustering, 3),
+            "confidence": round(self.confidence, 3),
         }
 
 
 @dataclass(frozen=True, slots=True)
 class EngineResult:
-    """What one engine run found. ``turns`` is empty for a VAD-only job."""
+    """What one engine run found. ``turns`` is empty for a VAD-only job.
+
+    ``centroids`` holds one embedding per speaker of ``turns`` (the clustering's centroid,
+    from the engine's ``embedding_model``), by speaker label; empty for a VAD-only job.
+    ``identified`` maps the speakers named after voiceprints to the anonymous label they
+    had and their similarity (``consumer.voiceprints.identify``); the engine leaves it empty.
+    """
 
     turns: tuple[SpeakerTurn, ...]
     speech: tuple[SpeechRegion, ...]
@@ -64,6 +80,8 @@ class EngineResult:
     duration: float
     inference_seconds: float
     stages: StageSeconds = StageSeconds()
+    centroids: Mapping[str, np.ndarray] = field(default_factory=dict)
+    identified: Mapping[str, tuple[str, float]] = field(default_factory=dict)
 
     @property
     def real_time_factor(self) -> float:
@@ -93,6 +111,12 @@ class Engine(Protocol):
 
     @property
     def error(self) -> ServiceError | None: ...
+
+    @property
+    def embedding_model(self) -> str:
+        """Digest of the speaker-embedding model's weights (set once loaded): embeddings and
+        voiceprints are comparable only between runs with the same one."""
+        ...
 
     def load(self) -> None: ...
 

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import numpy as np
 
 from consumer.config import EngineSettings
 from consumer.engine import EngineResult, ProgressCallback, SpeakerTurn, SpeechRegion, StageSeconds
+from consumer.engine.confidence import middle, turn_confidences
 from consumer.errors import EngineBrokenError, InferenceError, ModelLoadError, ModelNotReadyError, ServiceError
 from consumer.options import JobOptions
 
@@ -58,6 +60,8 @@ class PyannoteEngine:
         self._broken: EngineBrokenError | None = None
         # stage timings of the run in progress (written under ``_lock`` by _diarize/_detect_speech)
         self._stages = StageSeconds()
+        self._centroids: dict[str, np.ndarray] = {}  # of the run in progress, likewise
+        self._embedding_model = ""
 
     @property
     def ready(self) -> bool:
@@ -73,6 +77,11 @@ class PyannoteEngine:
     def error(self) -> ServiceError | None:
         """Why the engine broke, or why the last ``load()`` failed, if either happened."""
         return self._broken or self._error
+
+    @property
+    def embedding_model(self) -> str:
+        """sha256 of the embedding model's weights, once loaded (see ``Engine``)."""
+        return self._embedding_model
 
     def load(self) -> None:
         """Load the pipeline, move it to its device and warm it up; blocks. Raises ``ModelLoadError``."""
@@ -117,6 +126,7 @@ class PyannoteEngine:
         pipeline.embedding_batch_size = self._settings.embedding_batch_size or embedding_batch
         pipeline.to(device)
         self._pipeline = pipeline
+        self._embedding_model = weights_digest(pipeline)
         self._device = device.type
         loaded = time.perf_counter()
         if self._settings.warmup:
@@ -190,6 +200,8 @@ class PyannoteEngine:
         file = {"waveform": torch.from_numpy(samples).unsqueeze(0), "sample_rate": sample_rate, "uri": "job"}
         started = time.perf_counter()
 
+        self._centroids = {}
+
         def infer() -> tuple[tuple[SpeakerTurn, ...], tuple[SpeechRegion, ...]]:
             with torch.inference_mode():
                 if options.diarize:
@@ -221,6 +233,7 @@ class PyannoteEngine:
             duration=duration,
             inference_seconds=time.perf_counter() - started,
             stages=self._stages,
+            centroids=self._centroids,
         )
 
     def _diarize(
@@ -254,11 +267,55 @@ class PyannoteEngine:
         # the early exit on silence skips the embedding and clustering stages
         self._stages = StageSeconds(*(max(0.0, b - a) for a, b in pairwise(stage_ends)))
         annotation = output.exclusive_speaker_diarization if options.exclusive else output.speaker_diarization
+        tracks = [(segment, str(label)) for segment, _, label in annotation.itertracks(yield_label=True)]
+        labels = [str(label) for label in output.speaker_diarization.labels()]  # the centroids' order
+        centroids = output.speaker_embeddings
+        confidences: list[float | None] = [None] * len(tracks)
+        scored = time.perf_counter()
+        if (  # centroids in the embedding model's own space (not, say, a PLDA's)
+            centroids is not None
+            and len(labels)
+            and np.shape(centroids) == (len(labels), self._pipeline._embedding.dimension)
+        ):
+            self._centroids = {
+                label: np.asarray(c, dtype=np.float32) for label, c in zip(labels, centroids, strict=True)
+            }
+            confidences = list(self._confidences(file, tracks, labels, centroids))
+        self._stages = replace(self._stages, confidence=time.perf_counter() - scored)
         turns = tuple(
-            SpeakerTurn(start=round(segment.start, 3), end=round(segment.end, 3), speaker=str(label))
-            for segment, _, label in annotation.itertracks(yield_label=True)
+            SpeakerTurn(round(segment.start, 3), round(segment.end, 3), label, confidence)
+            for (segment, label), confidence in zip(tracks, confidences, strict=True)
         )
         return turns, self._speech_regions(captured["count"])
+
+    def _confidences(
+        self, file: dict[str, Any], tracks: list[tuple[Any, str]], labels: list[str], centroids: np.ndarray
+    ) -> list[float]:
+        """Each track's confidence: its middle embedded and compared with the centroids (``confidence``)."""
+        import torch
+
+        embedding = self._pipeline._embedding
+        rate = file["sample_rate"]
+        waveform = file["waveform"][0]
+        pieces = []
+        for segment, _ in tracks:
+            start, end = middle(segment.start, segment.end)
+            pieces.append(waveform[max(0, round(start * rate)) : round(end * rate)])
+        embeddings = np.full((len(pieces), np.shape(centroids)[-1]), np.nan, dtype=np.float32)
+        batch = max(1, self._pipeline.embedding_batch_size)
+        for first in range(0, len(pieces), batch):
+            group = pieces[first : first + batch]
+            length = max(len(p) for p in group)
+            if length < embedding.min_num_samples:
+                continue
+            waveforms = torch.zeros(len(group), 1, length)
+            masks = torch.zeros(len(group), length)
+            for i, piece in enumerate(group):
+                waveforms[i, 0, : len(piece)] = piece
+                masks[i, : len(piece)] = 1.0
+            embeddings[first : first + len(group)] = embedding(waveforms, masks=masks)
+        index = {label: i for i, label in enumerate(labels)}
+        return turn_confidences(embeddings, [index[label] for _, label in tracks], np.asarray(centroids))
 
     def _detect_speech(self, file: dict[str, Any], progress: ProgressCallback | None) -> tuple[SpeechRegion, ...]:
         pipeline = self._pipeline
@@ -307,6 +364,21 @@ def halved_batches(pipeline: Any) -> Iterator[None]:
         yield
     finally:
         pipeline.segmentation_batch_size, pipeline.embedding_batch_size = sizes
+
+
+def weights_digest(pipeline: Any) -> str:
+    """sha256 over the embedding model's parameters (names, shapes, bytes), in name order;
+    empty for a pipeline without a speaker-embedding model."""
+    embedding = getattr(pipeline, "_embedding", None)
+    model = getattr(embedding, "model_", None)
+    if model is None or not hasattr(model, "state_dict"):
+        return ""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{name}:{array.dtype}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def _input_id(samples: np.ndarray, sample_rate: int, options: JobOptions) -> str:
