@@ -27,12 +27,12 @@ os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 
 import soundfile as sf
 from pyannote.core import Segment, Timeline
-from pyannote.metrics.diarization import DiarizationErrorRate
-from score_der import SETS, Case, hypothesis
+from score_der import SETS, Case
 
 from consumer.config import Settings
 from consumer.engine import EngineResult
 from consumer.options import JobOptions
+from tests.support.judged_turns import right_shares
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,23 +54,10 @@ class Turn:
 def judged_turns(case: Case, result: EngineResult) -> list[Turn]:
     """The result's turns inside the UEM, each with the share of it that the mapped reference speaker covers."""
     uem = case.uem or Timeline([Segment(0, result.duration)])
-    mine = hypothesis(result)
-    mapping = DiarizationErrorRate(collar=0.0, skip_overlap=False).optimal_mapping(
-        case.reference.crop(uem), mine.crop(uem)
-    )
     turns = []
-    for turn in result.turns:
-        inside = Timeline([Segment(turn.start, turn.end)]).crop(uem)
-        duration = inside.duration()
-        if duration <= 0:
-            continue
-        reference_speaker = mapping.get(turn.speaker)
-        covered = 0.0
-        if reference_speaker is not None:
-            speech = case.reference.label_timeline(reference_speaker).support()
-            covered = sum((a & b).duration for a in inside for b in speech if a.intersects(b))
+    for turn, share in right_shares(result.turns, case.reference, uem):
         assert turn.confidence is not None, "the engine gave no confidence"
-        turns.append(Turn(case.set, case.name, turn.start, turn.end, turn.confidence, covered / duration))
+        turns.append(Turn(case.set, case.name, turn.start, turn.end, turn.confidence, share))
     return turns
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from collections.abc import Callable
 from typing import IO
 
@@ -84,19 +85,22 @@ class Analyzer:
                     extra={"job_id": job_id, "task": task, "error_code": exc.code, "error": exc.message},
                 )
                 raise
+        result = replace(result, stages=replace(result.stages, decode=decoded - started))
         metrics.JOBS.labels(task, "completed").inc()
         metrics.AUDIO_SECONDS.labels(task).inc(result.duration)
         metrics.INFERENCE_SECONDS.labels(task).observe(result.inference_seconds)
         metrics.REAL_TIME_FACTOR.labels(task).observe(result.real_time_factor)
+        stages = result.stages.rounded()
+        for stage, seconds in stages.items():
+            metrics.STAGE_SECONDS.labels(task, stage).inc(seconds)
         log.info(
             "job completed",
             extra={
                 "job_id": job_id,
                 "task": task,
                 "audio_seconds": round(result.duration, 3),
-                "decode_seconds": round(decoded - started, 3),
                 "inference_seconds": round(result.inference_seconds, 3),
-                "stage_seconds": result.stages.rounded(),
+                "stage_seconds": stages,
                 "real_time_factor": round(result.real_time_factor, 4),
                 "num_speakers": result.num_speakers,
                 "turns": len(result.turns),

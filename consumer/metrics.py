@@ -18,5 +18,10 @@ REAL_TIME_FACTOR = Histogram(
     ["task"],
     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5),
 )
+STAGE_SECONDS = Counter(
+    "diarization_stage_seconds_total",
+    "Wall-clock seconds spent per stage: decode, segmentation, embeddings, clustering, confidence",
+    ["task", "stage"],
+)
 JOBS_IN_FLIGHT = Gauge("diarization_jobs_in_flight", "Jobs running or waiting for the model")
 MODEL_READY = Gauge("diarization_model_ready", "1 when the model is loaded and warm")

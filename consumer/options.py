@@ -74,7 +74,7 @@ class JobOptions:
     audio_stream: int = 0
     return_embeddings: bool = False
     voiceprints: KnownSpeakers = ()
-    voiceprints_object: StoredObject | None = None
+    voiceprints_object: StoredObject | None = None  # read into ``voiceprints`` by the job
     transcript_object: StoredObject | None = None
 
     def __post_init__(self) -> None:
@@ -92,8 +92,6 @@ class JobOptions:
             )
         if not self.tasks:
             raise InvalidSpeakerOptionsError("at least one task is required")
-        if self.voiceprints and self.voiceprints_object is not None:
-            raise InvalidRequestError("give voiceprints or voiceprints_object, not both")
         if (
             isinstance(self.audio_stream, bool)
             or not isinstance(self.audio_stream, int)
@@ -155,6 +153,8 @@ def parse_options(fields: Mapping[str, object], tasks: frozenset[Task] | None = 
     """
     counts = {name: _count(name, fields.get(name)) for name in SPEAKER_COUNTS}
     raw_voiceprints = fields.get("voiceprints")
+    if raw_voiceprints not in (None, "") and fields.get("voiceprints_object") is not None:
+        raise InvalidRequestError("give voiceprints or voiceprints_object, not both")
     transcript_object = _stored("transcript_object", fields.get("transcript_object"))
     return JobOptions(
         **counts,

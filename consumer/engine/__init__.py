@@ -46,9 +46,11 @@ class StageSeconds:
 
     ``segmentation`` includes speaker counting; ``clustering`` includes the reconstruction
     of speaker turns from the clusters; ``confidence`` is the scoring of every turn
-    (``consumer.engine.confidence``). A VAD-only run has segmentation only.
+    (``consumer.engine.confidence``). A VAD-only run has segmentation only. ``decode`` is
+    set by the analyzer, which decodes the audio before the engine runs.
     """
 
+    decode: float = 0.0
     segmentation: float = 0.0
     embeddings: float = 0.0
     clustering: float = 0.0
@@ -57,6 +59,7 @@ class StageSeconds:
     def rounded(self) -> dict[str, float]:
         """The stages as a plain dict, in milliseconds' precision (for logs and metadata)."""
         return {
+            "decode": round(self.decode, 3),
             "segmentation": round(self.segmentation, 3),
             "embeddings": round(self.embeddings, 3),
             "clustering": round(self.clustering, 3),

@@ -265,7 +265,8 @@ class PyannoteEngine:
         stage_ends = [ended.get(step, ended["start"]) for step in ("start", "segmentation", "embeddings")]
         stage_ends.append(ended.get("discrete_diarization", stage_ends[-1]))
         # the early exit on silence skips the embedding and clustering stages
-        self._stages = StageSeconds(*(max(0.0, b - a) for a, b in pairwise(stage_ends)))
+        segmentation, embeddings, clustering = (max(0.0, b - a) for a, b in pairwise(stage_ends))
+        self._stages = StageSeconds(segmentation=segmentation, embeddings=embeddings, clustering=clustering)
         annotation = output.exclusive_speaker_diarization if options.exclusive else output.speaker_diarization
         tracks = [(segment, str(label)) for segment, _, label in annotation.itertracks(yield_label=True)]
         labels = [str(label) for label in output.speaker_diarization.labels()]  # the centroids' order

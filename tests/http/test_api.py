@@ -52,9 +52,10 @@ def test_diarize_answers_like_the_previous_server(client, sample_bytes):
     response = client.post("/v1/diarize", data=_upload(sample_bytes), content_type="multipart/form-data")
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"segments", "num_speakers"}
+    # the previous server's fields, each turn's confidence added beside them
+    assert set(body) == {"segments", "num_speakers", "confidence"}
     assert body["num_speakers"] == 2
-    assert body["segments"] and all(set(s) == {"start", "end", "speaker"} for s in body["segments"])
+    assert body["segments"] and all(set(s) == {"start", "end", "speaker", "confidence"} for s in body["segments"])
     assert {s["speaker"] for s in body["segments"]} == {"SPEAKER_00", "SPEAKER_01"}
     assert all(0 <= s["start"] < s["end"] <= 30.1 for s in body["segments"])
     assert response.headers["X-Request-ID"]

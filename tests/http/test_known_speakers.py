@@ -143,6 +143,15 @@ def test_every_turn_has_a_confidence_and_the_result_a_summary(client, meeting):
     assert summary["low_turns"] == sum(c < 0.5 for c in confidences)
     # clean, turn-taking synthetic voices: the engine is sure of most of the talk
     assert summary["mean"] >= 0.7
+    # each stage's time is counted in /metrics
+    metrics = client.get("/metrics").get_data(as_text=True)
+    for stage in ("decode", "segmentation", "embeddings", "clustering", "confidence"):
+        line = next(
+            line
+            for line in metrics.splitlines()
+            if line.startswith(f'diarization_stage_seconds_total{{stage="{stage}",task="diarization"}}')
+        )
+        assert float(line.split()[-1]) > 0, line
 
 
 def tampered(document: dict, **changes) -> dict:

@@ -56,7 +56,7 @@ def test_every_word_gets_its_speaker_from_a_verbose_json_transcript(client, spok
     response = post(client, "/v1/diarize", audio, json.dumps(verbose_json(sentences)).encode())
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"segments", "num_speakers", "transcript"}
+    assert set(body) == {"segments", "num_speakers", "confidence", "transcript"}
     assert body["num_speakers"] == 3
     words = body["transcript"]["words"]
     assert [w["word"] for w in words] == [w.text for s in sentences for w in s.words]
