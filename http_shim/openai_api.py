@@ -49,8 +49,11 @@ def diarization() -> Response:
         "num_speakers": result.num_speakers,
         "segments": [segment(t) for t in result.turns],
     }
-    if result.identified:
-        body["identified"] = diarization_json(result)["identified"]
+    embedding_model = state().analyzer.engine.embedding_model if options.return_embeddings else None
+    full = diarization_json(result, embedding_model)
+    for extra in ("confidence", "identified", "embeddings"):  # those the job has
+        if extra in full:
+            body[extra] = full[extra]
     if transcript is not None:
         body["transcript"] = to_json(outputs.attributed(result, transcript))
     return jsonify(body)

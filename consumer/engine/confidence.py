@@ -23,7 +23,7 @@ import numpy as np
 # AMI train split and generated conversations (bench/confidence.py).
 FULL_MARGIN = 0.3
 # the longest stretch of a turn that is embedded (its middle): enough to recognise a voice
-TURN_SECONDS = 4.0
+TURN_SECONDS = 2.0
 
 
 def turn_confidences(embeddings: np.ndarray, speakers: Sequence[int], centroids: np.ndarray) -> list[float]:

@@ -108,6 +108,7 @@ def test_the_openai_door_takes_known_speaker_names_with_clips_or_voiceprints(cli
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
     assert set(body["identified"]) == {"ada", "grace"}
+    assert "embeddings" not in body and 0.0 <= body["confidence"]["mean"] <= 1.0
     voices = reference_voice(meeting, body["segments"])
     assert voices["ada"] == NAMES["ada"] and voices["grace"] == NAMES["grace"]
     diarized = client.post(
@@ -122,6 +123,8 @@ def test_embeddings_come_only_when_asked_for(client, meeting, engine):
     audio = meeting.wav.read_bytes()
     plain = post(client, "/v1/diarize", audio).get_json()
     assert "embeddings" not in plain
+    openai = post(client, "/v1/audio/diarization", audio, return_embeddings="true").get_json()
+    assert len(openai["embeddings"]["speakers"]) == 4
     body = post(client, "/v1/diarize", audio, return_embeddings="true").get_json()
     assert body["embeddings"]["embedding_model"] == engine.embedding_model
     speakers = body["embeddings"]["speakers"]

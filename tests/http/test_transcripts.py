@@ -100,7 +100,7 @@ def test_without_a_transcript_the_formats_carry_the_turns(client, spoken):
     response = post(client, "/v1/audio/diarization", audio, model="whisper-1")
     assert response.status_code == 200
     body = response.get_json()
-    assert set(body) == {"model", "duration", "num_speakers", "segments"}
+    assert set(body) == {"model", "duration", "num_speakers", "segments", "confidence"}
     assert body["model"] == "offline-default" and body["num_speakers"] == 3
     srt = post(client, "/v1/audio/diarization", audio, response_format="srt")
     assert srt.mimetype == "application/x-subrip"

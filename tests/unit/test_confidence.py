@@ -47,7 +47,7 @@ def test_with_one_speaker_the_similarity_itself_counts():
 
 def test_long_turns_are_scored_on_their_middle():
     assert middle(10.0, 12.0) == (10.0, 12.0)
-    assert middle(10.0, 30.0) == (18.0, 22.0)
+    assert middle(10.0, 30.0) == (19.0, 21.0)
 
 
 def test_no_turns():
