@@ -35,6 +35,7 @@ from consumer.engine import EngineResult
 from consumer.options import JobOptions
 from tests.support.ami import train_files
 from tests.support.conversation import conversation
+from tests.support.judged_turns import as_annotation
 
 GENERATED_VOICES = (2, 3, 4, 5)
 GENERATED_SEEDS = (100, 101)
@@ -101,10 +102,7 @@ SETS = {"train": train_cases, "sample": sample_cases, "generated": generated_cas
 
 
 def hypothesis(result: EngineResult) -> Annotation:
-    annotation = Annotation()
-    for i, turn in enumerate(result.turns):
-        annotation[Segment(turn.start, turn.end), i] = turn.speaker
-    return annotation
+    return as_annotation(result.turns)
 
 
 def score(case: Case, result: EngineResult) -> Score:

@@ -42,12 +42,8 @@ from score_der import Case, generated_cases, hypothesis, train_cases
 from consumer.config import Settings
 from consumer.options import JobOptions
 from consumer.voiceprints import KnownSpeakers, identify, known_speakers, make_voiceprint
-from tests.support.conversation import VOICES, speak
+from tests.support.conversation import ENROLMENT_TEXT, VOICES, speak
 
-ENROLMENT_TEXT = (
-    "Hello, this is my voice for the enrolment. I am reading a few plain sentences "
-    "so that the service can learn how I sound, and then I will stop talking."
-)
 SAMPLE_RATE = 16_000
 
 

@@ -18,12 +18,8 @@ import soundfile as sf
 
 import schemas
 from http_shim import create_app
-from tests.support.conversation import VOICES, Conversation, conversation, speak
+from tests.support.conversation import ENROLMENT_TEXT, VOICES, Conversation, conversation, speak
 
-ENROLMENT_TEXT = (
-    "Hello, this is my voice for the enrolment. I am reading a few plain sentences "
-    "so that the service can learn how I sound, and then I will stop talking."
-)
 NAMES = {"ada": VOICES[0], "grace": VOICES[1], "linus": VOICES[2]}  # VOICES[3] is never enrolled
 
 

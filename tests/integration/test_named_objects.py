@@ -15,16 +15,11 @@ import pytest
 import schemas
 from consumer.options import JobOptions
 from consumer.voiceprints import make_voiceprint
-from tests.support.conversation import VOICES, speak
+from tests.support.conversation import ENROLMENT_TEXT, VOICES, speak
 from tests.support.spoken_words import spoken_conversation, verbose_json
 from tests.support.stack import cloudevent_headers, results_for
 
 pytestmark = pytest.mark.integration
-
-ENROLMENT_TEXT = (
-    "Hello, this is my voice for the enrolment. I am reading a few plain sentences "
-    "so that the service can learn how I sound, and then I will stop talking."
-)
 
 
 @pytest.fixture(scope="module")

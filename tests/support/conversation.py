@@ -46,6 +46,13 @@ SENTENCES = (
     "Honestly I prefer the shorter version, it reads much faster.",
 )
 
+# what an enrolled voice says in its clip (about 9 s): none of SENTENCES, so a voice is
+# never sought in the words it was enrolled with
+ENROLMENT_TEXT = (
+    "Hello, this is my voice for the enrolment. I am reading a few plain sentences "
+    "so that the service can learn how I sound, and then I will stop talking."
+)
+
 
 @dataclass(frozen=True, slots=True)
 class ReferenceTurn:
