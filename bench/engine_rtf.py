@@ -4,7 +4,8 @@
 Files: pyannote's bundled sample (30 s) and a generated 10-minute, 4-voice conversation.
 Configurations, each run in a fresh subprocess so that its peak memory is its own:
 
-- ``engine``: this service's ``PyannoteEngine`` (diarization + speech regions in one call);
+- ``engine``: this service's ``PyannoteEngine`` (diarization + speech regions in one call),
+  under the service's allocator policy (``consumer.memory``);
 - ``stock``: pyannote's stock ``SpeakerDiarization`` with the same two models, the same
   clustering hyper-parameters and the class's default settings (batch sizes 1, embeddings
   over overlapped speech, one network pass per chunk and speaker), diarization only;
@@ -64,12 +65,17 @@ def _measure(config: str, wav: Path, repeat: int) -> dict:
     started = time.perf_counter()
     if config == "engine":
         from consumer.engine.pyannote_engine import PyannoteEngine
+        from consumer.memory import release_free_memory, tune_allocator
 
+        tune_allocator()  # the service's allocator policy, as consumer.wiring applies it
         engine = PyannoteEngine(settings.engine)
         engine.load()
 
         def job(audio=samples) -> int:
-            return engine.run(audio, rate, JobOptions()).num_speakers
+            try:
+                return engine.run(audio, rate, JobOptions()).num_speakers
+            finally:
+                release_free_memory()  # as the service's Analyzer does after each job
 
     else:
         from pyannote.audio.pipelines import SpeakerDiarization, VoiceActivityDetection

@@ -19,6 +19,7 @@ from consumer.audio import decode
 from consumer.config import AudioLimits
 from consumer.engine import Engine, EngineResult
 from consumer.errors import BusyError, ModelNotReadyError, ServiceError
+from consumer.memory import release_free_memory
 from consumer.options import JobOptions
 from consumer.voiceprints import check_model, identify
 
@@ -68,16 +69,9 @@ class Analyzer:
             # a failed load or a broken engine says so; otherwise it is still loading
             raise self.engine.error or ModelNotReadyError("the model is still loading; retry shortly")
         task = "diarization" if options.diarize else "vad"
-        started = time.perf_counter()
         with reservation or self.reserve():
             try:
-                check_model(options.voiceprints, self.engine.embedding_model)
-                audio = decode(source, limits or self.limits, options.audio_stream)
-                decoded = time.perf_counter()
-                on_fraction = None if progress is None else (lambda f: progress(f, audio.duration))
-                result = identify(
-                    self.engine.run(audio.samples, audio.sample_rate, options, on_fraction), options.voiceprints
-                )
+                result = self._run(source, options, progress, limits or self.limits)
             except ServiceError as exc:
                 metrics.JOBS.labels(task, exc.code).inc()
                 log.info(
@@ -85,7 +79,8 @@ class Analyzer:
                     extra={"job_id": job_id, "task": task, "error_code": exc.code, "error": exc.message},
                 )
                 raise
-        result = replace(result, stages=replace(result.stages, decode=decoded - started))
+            finally:  # the job's samples and working memory are free now (consumer.memory)
+                release_free_memory()
         metrics.JOBS.labels(task, "completed").inc()
         metrics.AUDIO_SECONDS.labels(task).inc(result.duration)
         metrics.INFERENCE_SECONDS.labels(task).observe(result.inference_seconds)
@@ -108,6 +103,18 @@ class Analyzer:
             },
         )
         return result
+
+    def _run(
+        self, source: bytes | IO[bytes], options: JobOptions, progress: AudioProgress | None, limits: AudioLimits
+    ) -> EngineResult:
+        """Decode, run the engine, name known speakers; the decoded samples live only this long."""
+        started = time.perf_counter()
+        check_model(options.voiceprints, self.engine.embedding_model)
+        audio = decode(source, limits, options.audio_stream)
+        decoded = time.perf_counter()
+        on_fraction = None if progress is None else (lambda f: progress(f, audio.duration))
+        result = identify(self.engine.run(audio.samples, audio.sample_rate, options, on_fraction), options.voiceprints)
+        return replace(result, stages=replace(result.stages, decode=decoded - started))
 
     def reserve(self) -> Reservation:
         """A slot for one job, held until released; raises ``BusyError`` when none is free.

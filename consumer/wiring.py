@@ -13,7 +13,7 @@ from consumer.engine.fingerprint import cached, model_fingerprint
 from consumer.engine.pyannote_engine import PyannoteEngine, model_name
 from consumer.errors import ServiceError
 from consumer.event_job import EventJob
-from consumer.memory import fix_mmap_threshold
+from consumer.memory import tune_allocator
 from consumer.storage import ObjectStore, StoreHealth
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def build_service(settings: Settings, max_pending: int | None = None) -> Service
 
     Also fixes the process's allocator policy (``consumer.memory``) before the first job.
     """
-    fix_mmap_threshold()
+    tune_allocator()
     engine = PyannoteEngine(settings.engine)
     analyzer = Analyzer(engine, settings.audio, max_pending=max_pending)
     store = ObjectStore(settings.storage)

@@ -22,6 +22,20 @@
 3. ``constrained_assignment`` (pipeline parameter, default off as in pyannote): one
    chunk's local speakers are assigned to clusters jointly (Hungarian), so two voices the
    segmentation model told apart within a chunk never end up as one speaker.
+4. Segmentation into one preallocated array. pyannote's sliding inference keeps each
+   batch's small output alive in a list while the model's large temporaries (up to
+   160 MB a batch) come and go around it; in one heap (``consumer.memory``) those pinned
+   outputs fragment it, which grew the resident memory by 0.8 GB per hour of audio.
+   Here every batch's output is copied into one array allocated once, and nothing else
+   outlives its batch. The outputs are the same numbers (same batches, same model).
+5. Bounded clustering. pyannote hands every clean (chunk, speaker) embedding to scipy's
+   ``linkage``, whose condensed distance matrix (and its working copy) grows with the
+   square of their number: 5.4 GB for four hours of speech (26,000 embeddings). When
+   there are more than ``MAX_CLUSTERED_EMBEDDINGS``, an evenly spaced subset of them (in
+   time order) forms the clusters; every embedding is then assigned to the nearest
+   centroid as before. The clustering's ``min_cluster_size`` counts the subset's
+   embeddings, so on long files a speaker needs proportionally more speech to stand
+   alone (at the cap, four hours of speech: about a minute and a half).
 
 This module is named in a pipeline's ``config.yaml`` (``pipeline.name``:
 ``consumer.engine.pipeline.SpeakerDiarization``), so it is imported by
@@ -33,17 +47,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from pyannote.audio.core.plda import PLDA
 from pyannote.audio.pipelines import SpeakerDiarization as _StockSpeakerDiarization
-from pyannote.core import Segment, SlidingWindowFeature
+from pyannote.audio.utils.reproducibility import fix_reproducibility
+from pyannote.core import Segment, SlidingWindow, SlidingWindowFeature
 
 # Length of audio whose CAM++ frame features are computed in one pass, in seconds of chunk
 # starts: each region costs its span plus one chunk duration of context.
 REGION_SECONDS = 60.0
+
+# Most embeddings the agglomerative clustering sees (see module docstring): its distance
+# matrices then take at most 2 x 4000^2 / 2 x 8 bytes = 128 MB. About 35 minutes of
+# two-speaker speech fit under it unsampled.
+MAX_CLUSTERED_EMBEDDINGS = 4000
 
 
 class _UnusedPLDA(PLDA):
@@ -74,6 +94,46 @@ class SpeakerDiarization(_StockSpeakerDiarization):
         super().__init__(clustering=clustering, plda=plda, **kwargs)
         # one chunk's local speakers are different people: never give two of them one cluster
         self.clustering.constrained_assignment = constrained_assignment
+        self.clustering.filter_embeddings = _at_most(MAX_CLUSTERED_EMBEDDINGS, self.clustering.filter_embeddings)
+
+    def get_segmentations(self, file: Any, hook: Callable[..., None] | None = None) -> SlidingWindowFeature:
+        """(num_chunks, num_frames, num_speakers) segmentation scores, as pyannote's sliding
+        inference gives them (``Inference.slide`` without aggregation), in one array."""
+        inference = self._segmentation
+        if self.training or inference.window != "sliding":
+            return super().get_segmentations(file, hook=hook)
+        fix_reproducibility(inference.device)
+        waveform, sample_rate = inference.model.audio(file)  # (channels, samples)
+        window = inference.model.audio.get_num_samples(inference.duration)
+        step = round(inference.step * sample_rate)
+        num_samples = waveform.shape[1]
+        num_full = 0 if num_samples < window else 1 + (num_samples - window) // step
+        has_last = num_samples < window or (num_samples - window) % step > 0
+        total = num_full + has_last
+        # (chunk, channel, sample) views of the waveform in batches; the last chunk zero-padded
+        batches: list[tuple[int, torch.Tensor]] = []
+        if num_full:
+            chunks = waveform.unfold(1, window, step).transpose(0, 1)
+            batches = [
+                (first, chunks[first : first + inference.batch_size])
+                for first in range(0, num_full, inference.batch_size)
+            ]
+        if has_last:
+            last = waveform[:, num_full * step :]
+            batches.append((num_full, torch.nn.functional.pad(last, (0, window - last.shape[1]))[None]))
+        if hook is not None:
+            hook("segmentation", None, completed=0, total=total)
+        outputs: np.ndarray | None = None
+        for first, batch in batches:
+            scores = cast(np.ndarray, inference.infer(batch))  # a segmentation model has one output
+            if outputs is None:
+                outputs = np.empty((total, *scores.shape[1:]), dtype=scores.dtype)
+            outputs[first : first + len(scores)] = scores
+            del scores
+            if hook is not None:
+                hook("segmentation", None, completed=first + len(batch), total=total)
+        assert outputs is not None  # there is always at least one (possibly padded) chunk
+        return SlidingWindowFeature(outputs, SlidingWindow(start=0.0, duration=inference.duration, step=inference.step))
 
     def get_embeddings(
         self,
@@ -136,3 +196,26 @@ class SpeakerDiarization(_StockSpeakerDiarization):
         clean = masks * (masks.sum(axis=2, keepdims=True) < 2)
         enough = clean.sum(axis=1, keepdims=True) > min_num_frames
         return np.where(enough, clean, masks)
+
+
+def _at_most(
+    limit: int, filter_embeddings: Callable[..., tuple[np.ndarray, ...]]
+) -> Callable[..., tuple[np.ndarray, ...]]:
+    """``filter_embeddings`` (pyannote's choice of the embeddings to cluster), thinned to at
+    most ``limit`` evenly spaced ones; its other outputs (chunk and speaker indices) alike."""
+
+    def bounded(*args: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
+        chosen = filter_embeddings(*args, **kwargs)
+        if len(chosen[0]) <= limit:
+            return chosen
+        keep = evenly_spaced(len(chosen[0]), limit)
+        return tuple(array[keep] for array in chosen)
+
+    return bounded
+
+
+def evenly_spaced(count: int, limit: int) -> np.ndarray:
+    """Indices of at most ``limit`` of ``count`` items, spread evenly, first and last included."""
+    if count <= limit:
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, limit).round().astype(np.int64))

@@ -128,3 +128,23 @@ def test_stage_timings_add_up_to_no_more_than_the_run(engine, sample):
     assert vad.stages.segmentation > 0
     assert vad.stages.embeddings == vad.stages.clustering == 0
     assert vad.stages.segmentation <= vad.inference_seconds
+
+
+@pytest.mark.parametrize("seconds", [3.0, 10.0, 29.5])
+def test_segmentation_matches_pyannotes_sliding_inference(engine, sample, seconds):
+    """The preallocated segmentation (consumer.engine.pipeline) gives pyannote's own scores,
+    for one short padded chunk, exactly one chunk, and full batches plus a padded last chunk."""
+    import numpy as np
+    import torch
+    from pyannote.audio.pipelines import SpeakerDiarization as Stock
+
+    samples, rate = _sample_samples(sample)
+    file = {"waveform": torch.from_numpy(samples[: round(seconds * rate)])[None], "sample_rate": rate, "uri": "s"}
+    pipeline = engine._pipeline
+    with torch.inference_mode():
+        ours = pipeline.get_segmentations(file)
+        stock = Stock.get_segmentations(pipeline, file)
+    assert ours.data.shape == stock.data.shape
+    assert np.array_equal(ours.data, stock.data)
+    windows = ours.sliding_window, stock.sliding_window
+    assert [(w.start, w.duration, w.step) for w in windows] == [(0.0, 10.0, windows[1].step)] * 2
