@@ -29,7 +29,7 @@ def test_freed_memory_goes_back_to_the_system_after_a_job():
     # 512 MiB served from the heap (under the policy's mmap threshold), freed, then trimmed
     code = """
 import numpy as np
-from consumer.memory import tune_allocator
+from consumer.memory import release_free_memory, tune_allocator
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * 4096
 assert tune_allocator({})
