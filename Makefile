@@ -113,6 +113,7 @@ test-repo: venv ## repository checks: locks, pip-audit, hadolint, manifest and C
 
 bench: install ## engine and pipeline benchmarks on this machine (figures printed; see bench/README.md)
 	$(PY) bench/engine_rtf.py
+	$(PY) bench/allocator_policy.py
 	$(PY) bench/pipeline_throughput.py
 
 clean-venv: ## remove the cached venv (the next run reinstalls from uv's cache)

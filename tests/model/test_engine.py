@@ -148,3 +148,49 @@ def test_segmentation_matches_pyannotes_sliding_inference(engine, sample, second
     assert np.array_equal(ours.data, stock.data)
     windows = ours.sliding_window, stock.sliding_window
     assert [(w.start, w.duration, w.step) for w in windows] == [(0.0, 10.0, windows[1].step)] * 2
+
+
+def test_a_long_recordings_clustering_is_sampled_and_finds_the_same_speakers(engine):
+    """Over MAX_CLUSTERED_EMBEDDINGS (the default), the clustering sees an evenly spaced subset.
+
+    Real embeddings of a 10-minute 4-voice conversation, as if the recording ran on for
+    several times as long (the same conversation again and again): the sampled clustering
+    must find the same four speakers and give each chunk's speakers the same clusters as
+    the clustering of the conversation alone, which sees every embedding.
+    """
+    import numpy as np
+    import torch
+    from pyannote.core import SlidingWindowFeature
+
+    from consumer.engine.pipeline import MAX_CLUSTERED_EMBEDDINGS
+    from tests.support.conversation import conversation
+
+    samples, rate = sf.read(str(conversation(num_speakers=4, duration=600, seed=7).wav), dtype="float32")
+    file = {"waveform": torch.from_numpy(samples)[None], "sample_rate": rate, "uri": "talk"}
+    pipeline = engine._pipeline
+    clustering = pipeline.clustering
+    with torch.inference_mode():
+        segmentations = pipeline.get_segmentations(file)
+        embeddings = pipeline.get_embeddings(file, segmentations, exclude_overlap=pipeline.embedding_exclude_overlap)
+    # pyannote's own choice of embeddings to cluster, unbounded
+    clean = len(type(clustering).filter_embeddings(clustering, embeddings, segmentations=segmentations)[0])
+    assert 0 < clean <= MAX_CLUSTERED_EMBEDDINGS, "the conversation alone must be clustered whole"
+    copies = MAX_CLUSTERED_EMBEDDINGS * 3 // clean + 1  # the subset is then under a third of them
+    long_segmentations = SlidingWindowFeature(
+        np.concatenate([segmentations.data] * copies), segmentations.sliding_window
+    )
+    long_embeddings = np.concatenate([embeddings] * copies)
+
+    alone, _, _ = clustering(embeddings=embeddings.copy(), segmentations=segmentations)
+    sampled, _, centroids = clustering(embeddings=long_embeddings, segmentations=long_segmentations)
+
+    valid = ~np.isnan(embeddings).any(axis=2)  # speakers heard in their chunk
+    assert len(np.unique(alone[valid])) == 4
+    assert len(centroids) == 4
+    for copy in np.split(sampled, copies):
+        mapping = {
+            a: Counter(copy[valid][alone[valid] == a].tolist()).most_common(1)[0][0] for a in np.unique(alone[valid])
+        }
+        assert len(set(mapping.values())) == 4, mapping  # one cluster for one cluster
+        agree = np.mean([mapping[a] == c for a, c in zip(alone[valid], copy[valid], strict=True)])
+        assert agree >= 0.95, f"only {agree:.1%} of the chunks' speakers kept their cluster"
