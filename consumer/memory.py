@@ -10,9 +10,9 @@ arena of its own, made of 64 MiB heaps that cannot hold such blocks either.
 So the service keeps one arena (``M_ARENA_MAX`` 1: the main heap, which can grow to any
 size), serves blocks of up to ``MMAP_THRESHOLD_BYTES`` from it, and lets it keep up to
 ``TRIM_THRESHOLD_BYTES`` of free memory at its top while a job runs; after each job,
-``release_free_memory`` hands every free page back to the system. Measured on the
-10-minute 4-voice conversation (bench/README.md): RTF 0.029 against 0.060 with every
-block of 1 MiB or more in its own mapping, the policy before this one.
+``release_free_memory`` hands every free page back to the system. ``bench/allocator_policy.py``
+compares this policy with glibc's defaults and with every block of 1 MiB or more in its
+own mapping (the policy before this one, about half as fast on 2 cores).
 
 An operator's own ``MALLOC_*`` environment (glibc's tunables) wins: then nothing is set.
 """
