@@ -1,7 +1,7 @@
 """The process's allocator policy: one heap whose large blocks are reused, trimmed after each job.
 
-A diarization job allocates and frees the same large blocks batch after batch (32 chunks
-of 10 s through the segmentation model: tensors of up to 160 MB). glibc's defaults serve
+A diarization job allocates and frees the same large blocks batch after batch (a batch of
+32 chunks of 10 s through the segmentation model: tensors of up to 160 MB). glibc's defaults serve
 blocks over its mmap threshold (at most 32 MiB) with mappings of their own, so every
 batch maps fresh pages and the kernel zeroes them: on 2 cores, 7 million page faults and
 a third of the CPU time in the kernel for a 10-minute file. A job thread also gets an
@@ -20,6 +20,7 @@ An operator's own ``MALLOC_*`` environment (glibc's tunables) wins: then nothing
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ MMAP_THRESHOLD_BYTES = 1024**3
 TRIM_THRESHOLD_BYTES = 1024**3
 
 
+@functools.cache
 def _libc() -> Any | None:
     """The C library this process already runs on, if it is glibc (has ``mallopt`` and ``malloc_trim``)."""
     libc = ctypes.CDLL(None)
