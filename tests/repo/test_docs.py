@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 NOT_SETTINGS = {
     "CACHE_DIR": "read by consumer.config.cache_dir for the default model, and by make",
     "HF_HUB_OFFLINE": "read by huggingface_hub",
+    "GLIBC_TUNABLES": "read by glibc; consumer.memory leaves its policy off where it is set",
 }
 
 
