@@ -102,8 +102,11 @@ COMPOSE_GO_MODULE = "github.com/compose-spec/compose-go/v2"
 COMPOSE_GO_VERSION = "v2.16.2"
 
 # --- Ports: MinIO API = base, console = base+1, Kafka = base+2, controller = base+3 -------
-NAMED_PORT_BASES = {"dev": 29090, "test": 39090, "test-2": 39190}  # test-2: the second lane of make test
-HASHED_PORT_BASES = range(20000, 29000, 10)  # below both named bases and the ephemeral range
+# Every base lies below Linux's ephemeral range (32768-60999 by default), from which the
+# kernel picks the local port of every outgoing connection and of every listener bound to
+# port 0: a fixed port inside it is taken now and then by some other process's socket.
+NAMED_PORT_BASES = {"dev": 29090, "test": 29190, "test-2": 29290}  # test-2: the second lane of make test
+HASHED_PORT_BASES = range(20000, 29000, 10)  # below the named bases
 
 LOCAL_DEV = Path(__file__).resolve().parent
 KAFKA_POM = LOCAL_DEV / "kafka" / "pom.xml"

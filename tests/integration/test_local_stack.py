@@ -26,7 +26,7 @@ LOCAL_DEV = Path(__file__).resolve().parents[2] / "local-dev"
 pytestmark = pytest.mark.integration
 
 NAME = "t-stack"
-PORT_BASE = 19090  # below the hashed bases (20000+), away from dev (29090) and test (39090)
+PORT_BASE = 19090  # below the hashed bases (20000+), away from dev (29090) and test (29190, 29290)
 ENV_NAMES = [
     "KAFKA_BOOTSTRAP_SERVERS",
     "KAFKA_INPUT_TOPIC",
