@@ -21,10 +21,11 @@ otherwise each keeps the bundle's segmentation, speaker counting and reconstruct
 - ``clean audio, threshold T``: CAM++ run once per (chunk, local speaker) on the samples
   where that speaker alone is active (at least 0.5 s of them), instead of pooled from the
   frames of a whole region, clustered at threshold T. It feeds the network only the
-  speaker's voice, and costs one network pass per (chunk, speaker) over up to 10 s: about
-  seven times the bundle's embedding time on a 10-minute conversation.
+  speaker's voice, and costs one network pass per (chunk, speaker) over up to 10 s: on the
+  generated conversations about six times the bundle's whole engine time.
 
-    python bench/quality_ceiling.py [--thresholds 0.58 0.65 0.7]
+    python bench/quality_ceiling.py [--thresholds 0.58 0.65 0.7] [--overlap-from 0.4 0.3]
+                                    [--marginals-from 0.4]
 """
 
 from __future__ import annotations
