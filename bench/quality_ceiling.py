@@ -48,9 +48,8 @@ import torch
 from pyannote.audio import Pipeline
 from pyannote.audio.core.inference import Inference
 from pyannote.audio.pipelines.clustering import OracleClustering
-from pyannote.core import Annotation, Segment, SlidingWindowFeature, Timeline
-from pyannote.metrics.diarization import DiarizationErrorRate
-from score_der import SETS, Case, Score, table
+from pyannote.core import SlidingWindowFeature
+from score_der import SETS, Case, Score, score_hypothesis, table
 
 from consumer.config import Settings
 from consumer.engine.pyannote_engine import BATCH_SIZES
@@ -111,24 +110,6 @@ class MarginalSpeakers(torch.nn.Module):
         return torch.maximum(hard, (self.powerset.to_multilabel(scores, soft=True) >= self.threshold).float())
 
 
-def score(case: Case, hypothesis: Annotation, duration: float, seconds: float) -> Score:
-    uem = case.uem or Timeline([Segment(0, duration)])
-    components = DiarizationErrorRate(collar=0.0, skip_overlap=False)(
-        case.reference, hypothesis, uem=uem, detailed=True
-    )
-    return Score(
-        set=case.set,
-        name=case.name,
-        total=components["total"],
-        missed=components["missed detection"],
-        false_alarm=components["false alarm"],
-        confusion=components["confusion"],
-        speakers_found=len(hypothesis.labels()),
-        speakers_expected=len(case.reference.crop(uem).labels()),
-        seconds=seconds,
-    )
-
-
 def run(pipeline: Any, cases: list[Case], oracle: bool = False) -> list[Score]:
     scores = []
     for case in cases:
@@ -137,8 +118,9 @@ def run(pipeline: Any, cases: list[Case], oracle: bool = False) -> list[Score]:
         if oracle:
             file["annotation"] = case.reference
         started = time.perf_counter()
-        output = pipeline(file)
-        scores.append(score(case, output.speaker_diarization, len(samples) / rate, time.perf_counter() - started))
+        turns = pipeline(file).speaker_diarization
+        seconds = time.perf_counter() - started
+        scores.append(score_hypothesis(case, turns, len(samples) / rate, len(turns.labels()), seconds))
     return scores
 
 

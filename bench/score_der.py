@@ -106,12 +106,14 @@ def hypothesis(result: EngineResult) -> Annotation:
 
 
 def score(case: Case, result: EngineResult) -> Score:
-    """pyannote's DER: no collar, overlap scored, within the UEM (else the whole file)."""
-    uem = case.uem or Timeline([Segment(0, result.duration)])
-    components = DiarizationErrorRate(collar=0.0, skip_overlap=False)(
-        case.reference, hypothesis(result), uem=uem, detailed=True
-    )
-    expected = len(case.reference.crop(uem).labels())
+    """pyannote's DER of an engine result (see ``score_hypothesis``)."""
+    return score_hypothesis(case, hypothesis(result), result.duration, result.num_speakers, result.inference_seconds)
+
+
+def score_hypothesis(case: Case, turns: Annotation, duration: float, speakers_found: int, seconds: float) -> Score:
+    """pyannote's DER: no collar, overlap scored, within the UEM (else the whole ``duration``)."""
+    uem = case.uem or Timeline([Segment(0, duration)])
+    components = DiarizationErrorRate(collar=0.0, skip_overlap=False)(case.reference, turns, uem=uem, detailed=True)
     return Score(
         set=case.set,
         name=case.name,
@@ -119,9 +121,9 @@ def score(case: Case, result: EngineResult) -> Score:
         missed=components["missed detection"],
         false_alarm=components["false alarm"],
         confusion=components["confusion"],
-        speakers_found=result.num_speakers,
-        speakers_expected=expected,
-        seconds=result.inference_seconds,
+        speakers_found=speakers_found,
+        speakers_expected=len(case.reference.crop(uem).labels()),
+        seconds=seconds,
     )
 
 
