@@ -13,12 +13,13 @@ stack = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = stack  # its dataclasses look their module up there
 _spec.loader.exec_module(stack)
 
-PORTS_PER_INSTANCE = 4  # MinIO API, MinIO console, Kafka, Kafka controller
 LINUX_EPHEMERAL_START = 32768  # net.ipv4.ip_local_port_range's default lower bound
 
 
 def _ports(base: int) -> set[int]:
-    return set(range(base, base + PORTS_PER_INSTANCE))
+    """Every port an instance with this base listens on, as the stack derives them."""
+    ports = stack.Ports(base)
+    return {*ports.of("minio"), *ports.of("kafka")}
 
 
 def test_every_default_port_is_below_the_ephemeral_range():
