@@ -139,22 +139,32 @@ build: ## build the container image $(IMAGE) (x86_64; bakes the offline model)
 push: ## push $(IMAGE)
 	$(CONTAINER_ENGINE) push $(IMAGE)
 
-create-secret: ## Secrets from S3_ACCESS_KEY, S3_SECRET_KEY and the optional HF_TOKEN, API_KEY
+create-secret: ## Secrets: S3_ACCESS_KEY and S3_SECRET_KEY, API_KEY (generated when not given), optional HF_TOKEN
 	@test -n "$${S3_ACCESS_KEY:-}" && test -n "$${S3_SECRET_KEY:-}" || { echo "set S3_ACCESS_KEY and S3_SECRET_KEY"; exit 1; }
 	$(KUBECTL) get namespace $(NAMESPACE) >/dev/null 2>&1 || $(KUBECTL) create namespace $(NAMESPACE)
 	@$(KUBECTL) -n $(NAMESPACE) create secret generic diarization-s3 --from-literal=S3_ACCESS_KEY="$$S3_ACCESS_KEY" \
 	  --from-literal=S3_SECRET_KEY="$$S3_SECRET_KEY" --dry-run=client -o yaml | $(KUBECTL) apply -f -
 	@if [ -n "$${HF_TOKEN:-}" ]; then $(KUBECTL) -n $(NAMESPACE) create secret generic diarization-hf-token \
 	  --from-literal=HF_TOKEN="$$HF_TOKEN" --dry-run=client -o yaml | $(KUBECTL) apply -f -; fi
-	@if [ -n "$${API_KEY:-}" ]; then $(KUBECTL) -n $(NAMESPACE) create secret generic diarization-api-key \
-	  --from-literal=API_KEY="$$API_KEY" --dry-run=client -o yaml | $(KUBECTL) apply -f -; fi
+	@# The public API needs a key (the shim refuses to start without one): the one given, the one
+	@# already there, or a new random one. It is never printed; the command to read it is.
+	@key="$${API_KEY:-}"; \
+	if [ -z "$$key" ] && $(KUBECTL) -n $(NAMESPACE) get secret diarization-api-key >/dev/null 2>&1; then \
+	  echo "kept the existing API key (set API_KEY to replace it)"; \
+	else \
+	  if [ -z "$$key" ]; then key=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))'); echo "generated an API key"; fi; \
+	  $(KUBECTL) -n $(NAMESPACE) create secret generic diarization-api-key --from-literal=API_KEY="$$key" \
+	    --dry-run=client -o yaml | $(KUBECTL) apply -f - >/dev/null; \
+	fi; \
+	echo "read it with: $(KUBECTL) -n $(NAMESPACE) get secret diarization-api-key -o jsonpath='{.data.API_KEY}' | base64 -d"
 
 deploy: ## apply knative/ into $(NAMESPACE) with $(IMAGE), then the HTTPS Route for the public Service's host
 	$(KUBECTL) get namespace $(NAMESPACE) >/dev/null 2>&1 || $(KUBECTL) create namespace $(NAMESPACE)
 	# OpenShift Serverless runs the SinkBinding webhook in inclusion mode: only labelled namespaces get K_SINK
 	$(KUBECTL) label --overwrite namespace $(NAMESPACE) bindings.knative.dev/include=true
 	$(KUBECTL) kustomize knative/ | sed -e 's|$(KUSTOMIZE_IMAGE)|$(IMAGE)|' -e 's|namespace: diarization$$|namespace: $(NAMESPACE)|' \
-	  -e 's|/diarization/diarization-events|/$(NAMESPACE)/diarization-events|' | $(KUBECTL) apply -n $(NAMESPACE) -f -
+	  -e 's|/diarization/diarization-events|/$(NAMESPACE)/diarization-events|' \
+	  -e 's|system:serviceaccount:diarization:|system:serviceaccount:$(NAMESPACE):|' | $(KUBECTL) apply -n $(NAMESPACE) -f -
 	$(KUBECTL) -n $(NAMESPACE) wait ksvc/diarization ksvc/diarization-events --for=condition=Ready --timeout=15m
 	host=$$($(KUBECTL) -n $(NAMESPACE) get ksvc diarization -o jsonpath='{.status.url}' | sed 's|^[a-z]*://||'); \
 	$(KUBECTL) kustomize knative/openshift/ | sed "s|host: .*|host: $$host|; s|name: diarization-diarization|name: diarization-$(NAMESPACE)|" \

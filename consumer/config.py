@@ -52,8 +52,8 @@ class Parser:
     what: str = ""
 
 
-def _buckets(raw: str) -> frozenset[str]:
-    """A comma-separated list of bucket names."""
+def _names(raw: str) -> frozenset[str]:
+    """A comma-separated list of names (buckets, token subjects)."""
     return frozenset(b.strip() for b in raw.split(",") if b.strip())
 
 
@@ -64,7 +64,7 @@ _PARSERS: dict[type, Parser] = {
     float: Parser(float, "a number"),
     bool: Parser(parse_flag, "true or false"),
     Secret: Parser(Secret),
-    frozenset: Parser(_buckets),
+    frozenset: Parser(_names),
 }
 
 
@@ -155,6 +155,9 @@ class HttpSettings:
     host: str = env("HOST", "0.0.0.0")
     port: int = env("PORT", 8080, minimum=1)
     api_key: Secret = env("API_KEY", Secret(""))
+    # "key": /v1/* and /metrics need API_KEY, and the shim refuses to start without one;
+    # "none" opens them to whoever reaches the shim (an explicit choice: http_shim.auth)
+    api_auth: str = env("API_AUTH", "key", transform=str.lower, choices=("key", "none"))
     threads: int = env("HTTP_THREADS", 8, minimum=1)
     max_queued_jobs: int = env("MAX_QUEUED_JOBS", 4)
     request_timeout: float = env("REQUEST_TIMEOUT_SECONDS", 300.0, minimum=1.0)
@@ -171,15 +174,20 @@ class ReceiverSettings:
     always_async: bool = env("RECEIVER_ASYNC", False)
     dedup_window_seconds: float = env("DEDUP_WINDOW_SECONDS", 600.0)
     max_event_bytes: int = env("EVENT_MAX_BYTES", 1024 * 1024, minimum=1024)
-    enabled: bool = env("RECEIVER_ENABLED", True)  # false on the public Service: no POST /
+    enabled: bool = env("RECEIVER_ENABLED", False)  # POST /: on in the cluster-local events Service only
     # Sender authentication on POST / (http_shim.sender_auth): a shared bearer token, and/or
-    # Knative Eventing's OIDC tokens checked against the issuer's keys.
+    # Knative Eventing's OIDC tokens checked against the issuer's keys and a list of allowed
+    # senders. "required": an enabled receiver with neither refuses to start; "none" opens it.
+    auth: str = env("RECEIVER_AUTH", "required", transform=str.lower, choices=("required", "none"))
     token: Secret = env("RECEIVER_TOKEN", Secret(""))
     oidc_issuer: str = env("RECEIVER_OIDC_ISSUER", "")
     oidc_audience: str = env("RECEIVER_OIDC_AUDIENCE", "")
     oidc_jwks_url: str = env("RECEIVER_OIDC_JWKS_URL", "")  # empty: from the issuer's discovery document
     oidc_ca_bundle: str = env("RECEIVER_OIDC_CA_BUNDLE", "")
     oidc_fetch_token_file: str = env("RECEIVER_OIDC_FETCH_TOKEN_FILE", "")  # bearer for fetching the keys
+    # token subjects that may send: exact names, or prefixes ending in ":" such as
+    # system:serviceaccount:<namespace>: (every service account of one namespace)
+    oidc_allowed_subjects: frozenset[str] = env("RECEIVER_OIDC_ALLOWED_SUBJECTS", frozenset())
 
 
 @dataclass(frozen=True, slots=True)

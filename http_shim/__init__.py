@@ -12,12 +12,18 @@ from consumer.analyzer import Analyzer
 from consumer.config import Settings
 from consumer.event_job import EventJob
 from http_shim import api, errors, observability, openai_api, probes, receiver
+from http_shim.auth import check_doors
 from http_shim.state import AppState, install, state_of
 
 
 def create_app(analyzer: Analyzer, settings: Settings, event_job: EventJob | None = None) -> Flask:
     """The Flask app: the sync API on ``analyzer``, and the Knative receiver on ``event_job`` if given
-    and ``RECEIVER_ENABLED`` (the public Service runs without it: no ``POST /``)."""
+    and ``RECEIVER_ENABLED`` (the public Service runs without it: no ``POST /``).
+
+    Raises ``SettingsError`` when a door would be open without anyone having chosen so
+    (``http_shim.auth``, ``http_shim.sender_auth``).
+    """
+    check_doors(settings)
     app = Flask(__name__)
     # multipart framing adds a little to the audio itself
     app.config["MAX_CONTENT_LENGTH"] = settings.audio.max_bytes + 64 * 1024

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import replace
 from typing import IO
 
@@ -12,12 +10,13 @@ from werkzeug.datastructures import FileStorage, MultiDict
 
 from consumer.analyzer import Analyzer
 from consumer.engine.pyannote_engine import model_name
-from consumer.errors import InvalidVoiceprintError, MissingFileError, UnauthorizedError, UnsupportedMediaTypeError
+from consumer.errors import InvalidVoiceprintError, MissingFileError, UnsupportedMediaTypeError
 from consumer.formats import diarization_json, rttm_uri, vad_json
 from consumer.options import ALL_TASKS, OPTION_NAMES, JobOptions, Task, parse_options
 from consumer.transcript import to_json
 from consumer.voiceprints import MAX_DOCUMENT_BYTES, MAX_ENROLMENT_SECONDS, Voiceprint, make_voiceprint
 from http_shim import outputs
+from http_shim.auth import require_api_key
 from http_shim.state import state
 
 blueprint = Blueprint("api", __name__, url_prefix="/v1")
@@ -29,21 +28,8 @@ def _analyzer() -> Analyzer:
 
 @blueprint.before_request
 def authenticate() -> None:
-    """Require ``Authorization: Bearer <API_KEY>`` when an API key is configured."""
-    key = state().settings.http.api_key.value
-    if key:
-        require_bearer(request.headers.get("Authorization", ""), key)
-
-
-def require_bearer(header: str, key: str) -> None:
-    """Raise ``UnauthorizedError`` unless ``header`` is ``Bearer <key>``; constant-time."""
-    scheme, _, provided = header.partition(" ")
-    # Digests have equal lengths, so the comparison time does not depend on the key's length either.
-    same = hmac.compare_digest(
-        hashlib.sha256(provided.strip().encode()).digest(), hashlib.sha256(key.encode()).digest()
-    )
-    if scheme.lower() != "bearer" or not same:
-        raise UnauthorizedError("missing or wrong API key (Authorization: Bearer <key>)")
+    """Require ``Authorization: Bearer <API_KEY>`` unless the API was opened (``http_shim.auth``)."""
+    require_api_key(state().settings)
 
 
 @blueprint.post("/diarize")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from consumer import metrics
 from consumer.engine import Engine
 from consumer.probes import readiness
-from http_shim.api import require_bearer
+from http_shim.auth import require_api_key
 from http_shim.state import state
 
 blueprint = Blueprint("probes", __name__)
@@ -34,9 +34,8 @@ def ready() -> tuple[Response, int]:
 
 @blueprint.get("/metrics")
 def prometheus() -> Response:
-    """Prometheus text exposition of the job and HTTP metrics; needs the API key when one is set."""
-    key = state().settings.http.api_key.value
-    if key:  # event ids, error counts and load are not for whoever reaches the Route
-        require_bearer(request.headers.get("Authorization", ""), key)
+    """Prometheus text exposition of the job and HTTP metrics; needs the API key like the API."""
+    # event ids, error counts and load are not for whoever reaches the Route
+    require_api_key(state().settings)
     metrics.MODEL_READY.set(1 if _engine().ready else 0)
     return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)

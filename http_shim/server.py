@@ -17,8 +17,10 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
 
-from consumer.config import Settings, from_environment
+from consumer.config import Settings, SettingsError, from_environment
 from consumer.logs import configure_logging
+from http_shim.auth import check_doors
+from http_shim.sender_auth import SenderAuth
 from http_shim.slow_clients import Watchdog, shut_down_reading
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = from_environment()
     configure_logging(settings.log_level, settings.log_format)
     log.info("starting HTTP shim", extra={"settings": settings.describe()})
+    try:  # before gunicorn forks: a door nobody chose to open stops the shim with its reason
+        check_doors(settings)
+        if settings.receiver.enabled:
+            SenderAuth.from_settings(settings.receiver)
+    except SettingsError as exc:
+        log.critical("refusing to start", extra={"error": str(exc)})
+        return 2
     ShimServer(settings).run()
     return 0
 

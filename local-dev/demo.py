@@ -15,6 +15,7 @@ import argparse
 import io
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -154,13 +155,16 @@ def events_demo() -> int:
 def http_demo() -> int:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    shim, log = _start("http_shim.server", {"PORT": str(port), "HOST": "127.0.0.1"}, "shim")
+    key = secrets.token_urlsafe(24)  # the API needs a key (API_AUTH=key, the default): this run's own
+    shim, log = _start("http_shim.server", {"PORT": str(port), "HOST": "127.0.0.1", "API_KEY": key}, "shim")
     try:
         _wait_ready(f"{base}/ready", shim, log)
         print(f"model loaded and warm: {requests.get(f'{base}/health', timeout=5).json()}")
         print(f"POST {base}/v1/diarize  file=sample.wav")
         with _sample().open("rb") as audio:
-            response = requests.post(f"{base}/v1/diarize", files={"file": audio}, timeout=600)
+            response = requests.post(
+                f"{base}/v1/diarize", files={"file": audio}, headers={"Authorization": f"Bearer {key}"}, timeout=600
+            )
         response.raise_for_status()
         body = response.json()
         _print_turns(body["segments"], body["num_speakers"])

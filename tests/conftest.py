@@ -10,6 +10,7 @@ import pytest
 from consumer.analyzer import Analyzer
 from consumer.config import Settings, cache_dir
 from consumer.engine.bundle import bundle_dir, is_built
+from tests.support.credentials import API_KEY
 
 # The service must never phone home, in tests either.
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
@@ -32,7 +33,9 @@ def bundle() -> Path:
 @pytest.fixture(scope="session")
 def settings(bundle: Path) -> Settings:
     """Settings as the service would build them, pointing at the offline bundle."""
-    return Settings.from_env({"CACHE_DIR": str(_cache_dir()), "DEVICE": os.environ.get("TEST_DEVICE", "auto")})
+    return Settings.from_env(
+        {"CACHE_DIR": str(_cache_dir()), "DEVICE": os.environ.get("TEST_DEVICE", "auto"), "API_KEY": API_KEY}
+    )
 
 
 @pytest.fixture(scope="session")

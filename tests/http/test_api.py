@@ -10,17 +10,18 @@ import time
 import pytest
 
 from consumer.analyzer import Analyzer
-from consumer.config import AudioLimits, EngineSettings, Secret
+from consumer.config import AudioLimits, EngineSettings, Secret, SettingsError
 from consumer.engine.pyannote_engine import PyannoteEngine
 from consumer.errors import ModelLoadError
 from http_shim import create_app
 from tests.support import media
 from tests.support.audio_bytes import encode, tone
+from tests.support.credentials import authorized
 
 
 @pytest.fixture(scope="module")
 def client(analyzer, settings):
-    return create_app(analyzer, settings).test_client()
+    return authorized(create_app(analyzer, settings).test_client())
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,7 @@ def test_unknown_route_and_method_are_json(client):
 
 def test_body_over_the_limit_is_413_from_content_length(analyzer, settings):
     small = dataclasses.replace(settings, audio=AudioLimits(max_bytes=10_000))
-    client = create_app(Analyzer(analyzer.engine, small.audio), small).test_client()
+    client = authorized(create_app(Analyzer(analyzer.engine, small.audio), small).test_client())
     response = client.post("/v1/diarize", data=_upload(encode(tone(3))), content_type="multipart/form-data")
     assert (response.status_code, _error(response)) == (413, "payload_too_large")
 
@@ -168,11 +169,25 @@ def test_api_key_guards_the_api_but_not_the_probes(analyzer, settings):
     )
     assert right.status_code == 200
     assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 200
+    assert client.get("/metrics").status_code == 401
+
+
+def test_without_a_key_the_api_is_closed_unless_opened_on_purpose(analyzer, settings):
+    unkeyed = dataclasses.replace(settings, http=dataclasses.replace(settings.http, api_key=Secret("")))
+    with pytest.raises(SettingsError, match="API_KEY is not set"):
+        create_app(analyzer, unkeyed)
+    opened = dataclasses.replace(unkeyed, http=dataclasses.replace(unkeyed.http, api_auth="none"))
+    client = create_app(analyzer, opened).test_client()
+    assert client.post("/v1/vad", data=_upload(encode(tone(1))), content_type="multipart/form-data").status_code == 200
+    assert client.get("/metrics").status_code == 200
+    both = dataclasses.replace(settings, http=dataclasses.replace(settings.http, api_auth="none"))
+    with pytest.raises(SettingsError, match="choose one"):
+        create_app(analyzer, both)
 
 
 def test_model_not_loaded_yet(settings):
     engine = PyannoteEngine(settings.engine)  # real engine, load() not called yet
-    client = create_app(Analyzer(engine, settings.audio), settings).test_client()
+    client = authorized(create_app(Analyzer(engine, settings.audio), settings).test_client())
     assert client.get("/health").get_json()["model_loaded"] is False
     ready = client.get("/ready")
     assert ready.status_code == 503 and ready.get_json()["status"] == "loading"
@@ -185,7 +200,7 @@ def test_model_that_failed_to_load_is_reported_by_ready(settings):
     engine = PyannoteEngine(EngineSettings(model="/nonexistent/model"))
     with pytest.raises(ModelLoadError):
         engine.load()
-    client = create_app(Analyzer(engine, settings.audio), settings).test_client()
+    client = authorized(create_app(Analyzer(engine, settings.audio), settings).test_client())
     body = client.get("/ready").get_json()
     assert body["status"] == "failed" and body["error"]["code"] == "model_load_failed"
     # and the API says why it cannot serve, not that the model is still loading
@@ -195,7 +210,7 @@ def test_model_that_failed_to_load_is_reported_by_ready(settings):
 
 def test_requests_beyond_the_queue_are_shed_with_503(engine, settings, sample_bytes):
     analyzer = Analyzer(engine, settings.audio, max_pending=0)
-    client = create_app(analyzer, settings).test_client()
+    client = authorized(create_app(analyzer, settings).test_client())
     first = threading.Thread(
         target=client.post,
         args=("/v1/diarize",),

@@ -19,13 +19,14 @@ import soundfile as sf
 import schemas
 from http_shim import create_app
 from tests.support.conversation import ENROLMENT_TEXT, VOICES, Conversation, conversation, speak
+from tests.support.credentials import authorized
 
 NAMES = {"ada": VOICES[0], "grace": VOICES[1], "linus": VOICES[2]}  # VOICES[3] is never enrolled
 
 
 @pytest.fixture(scope="module")
 def client(analyzer, settings):
-    return create_app(analyzer, settings).test_client()
+    return authorized(create_app(analyzer, settings).test_client())
 
 
 def wav_bytes(samples: np.ndarray) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
+from tests.support.credentials import API_AUTH, API_KEY
 from tests.support.processes import free_port, start_module, stop, wait_http
 
 
@@ -14,7 +15,13 @@ def server(tmp_path_factory, settings):
     log = tmp_path_factory.mktemp("shim") / "shim.log"
     process = start_module(
         "http_shim.server",
-        {"PORT": str(port), "HOST": "127.0.0.1", "DIARIZATION_MODEL": settings.engine.model, "HTTP_THREADS": "4"},
+        {
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "DIARIZATION_MODEL": settings.engine.model,
+            "HTTP_THREADS": "4",
+            "API_KEY": API_KEY,
+        },
         log,
     )
     base = f"http://127.0.0.1:{port}"
@@ -31,11 +38,13 @@ def server(tmp_path_factory, settings):
 def test_diarize_and_vad_over_real_http(server, sample):
     base, _, _ = server
     with sample[0].open("rb") as audio:
-        response = requests.post(f"{base}/v1/diarize", files={"file": audio}, data={"num_speakers": "2"}, timeout=300)
+        response = requests.post(
+            f"{base}/v1/diarize", files={"file": audio}, data={"num_speakers": "2"}, headers=API_AUTH, timeout=300
+        )
     assert response.status_code == 200, response.text
     assert response.json()["num_speakers"] == 2
     with sample[0].open("rb") as audio:
-        response = requests.post(f"{base}/v1/vad", files={"file": audio}, timeout=300)
+        response = requests.post(f"{base}/v1/vad", files={"file": audio}, headers=API_AUTH, timeout=300)
     assert response.status_code == 200 and response.json()["speech_segments"]
     assert requests.get(f"{base}/health", timeout=5).json()["model_loaded"] is True
 
@@ -43,7 +52,9 @@ def test_diarize_and_vad_over_real_http(server, sample):
 def test_logs_are_json_lines_with_job_fields(server, sample):
     base, _, log = server
     with sample[0].open("rb") as audio:
-        requests.post(f"{base}/v1/vad", files={"file": audio}, headers={"X-Request-ID": "trace-me-123"}, timeout=300)
+        requests.post(
+            f"{base}/v1/vad", files={"file": audio}, headers={"X-Request-ID": "trace-me-123", **API_AUTH}, timeout=300
+        )
     import json
 
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]

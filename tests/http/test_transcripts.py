@@ -11,12 +11,13 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from http_shim import create_app
+from tests.support.credentials import authorized
 from tests.support.spoken_words import SpokenSentence, spoken_conversation, srt, verbose_json
 
 
 @pytest.fixture(scope="module")
 def client(analyzer, settings):
-    return create_app(analyzer, settings).test_client()
+    return authorized(create_app(analyzer, settings).test_client())
 
 
 @pytest.fixture(scope="module")

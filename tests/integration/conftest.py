@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.credentials import API_KEY, RECEIVER_TOKEN
 from tests.support.processes import ConsumerProcess, free_port, start_module, stop, wait_http
 from tests.support.stack import Stack, TopicReader
 
@@ -79,11 +80,24 @@ def start_shim(stack: Stack, settings, tmp_path: Path) -> Iterator[Callable[...,
     processes: list[subprocess.Popen] = []
 
     def start(**env: str) -> str:
+        """As the cluster-local events Service runs it: the receiver on, checking senders (the
+        tests' shared token unless ``env`` configures the check), the API behind its key."""
         port = free_port()
         log = tmp_path / f"shim-{len(processes)}.log"
+        checks = {"RECEIVER_TOKEN", "RECEIVER_OIDC_ISSUER", "RECEIVER_AUTH"}
+        defaults = {"API_KEY": API_KEY, "RECEIVER_ENABLED": "true"}
+        if not checks & set(env):
+            defaults["RECEIVER_TOKEN"] = RECEIVER_TOKEN
         process = start_module(
             "http_shim.server",
-            {**stack.env, "PORT": str(port), "HOST": "127.0.0.1", "DIARIZATION_MODEL": settings.engine.model, **env},
+            {
+                **stack.env,
+                "PORT": str(port),
+                "HOST": "127.0.0.1",
+                "DIARIZATION_MODEL": settings.engine.model,
+                **defaults,
+                **env,
+            },
             log,
         )
         processes.append(process)

@@ -72,6 +72,8 @@ pytestmark = pytest.mark.integration
 
 API_KEY = "hostile-k3y"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+SENDER_TOKEN = "hostile-s3nder"  # the receiver checks its senders (a shared token here)
+SENDER = {"Authorization": f"Bearer {SENDER_TOKEN}"}
 MAX_AUDIO_BYTES = 16 * 1024 * 1024  # the shim's upload limit (the consumer keeps the default 512 MiB)
 EVENT_MAX_BYTES = 64 * 1024  # the receiver's event limit
 KAFKA_MAX_MESSAGE_BYTES = 64 * 1024  # the consumer's input message limit
@@ -434,6 +436,8 @@ def shim(stack: Stack, settings, tmp_path_factory) -> Iterator[Shim]:
         "HOST": "127.0.0.1",
         "DIARIZATION_MODEL": settings.engine.model,
         "API_KEY": API_KEY,
+        "RECEIVER_ENABLED": "true",
+        "RECEIVER_TOKEN": SENDER_TOKEN,
         "MAX_AUDIO_BYTES": str(MAX_AUDIO_BYTES),
         "EVENT_MAX_BYTES": str(EVENT_MAX_BYTES),
         "HTTP_THREADS": str(HTTP_THREADS),
@@ -531,7 +535,11 @@ def _raw_declared(shim: Shim, path: str, declared: int) -> Reply:
     head = request_head(
         "POST",
         path,
-        {**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(declared)},
+        {
+            **(SENDER if path == "/" else AUTH),
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(declared),
+        },
     )
     first = multipart_file_head(boundary) + bytes(1024)
     return _raw_reply(raw_exchange(shim.port, head, [first], bound=REJECT_BOUND_S))
@@ -543,7 +551,7 @@ def _raw_chunked(shim: Shim, path: str, size: int) -> Reply:
         body = structured_event("hostile-chunked", {"bucket": BUCKET, "key": f"hostile/{RUN}/chunked.wav"}).body
         body = body[:-1] + b" " * (size - len(body)) + b"}"
         head = request_head(
-            "POST", path, {"Content-Type": "application/cloudevents+json", "Transfer-Encoding": "chunked"}
+            "POST", path, {**SENDER, "Content-Type": "application/cloudevents+json", "Transfer-Encoding": "chunked"}
         )
     else:
         boundary = "hostile"
@@ -560,7 +568,11 @@ def _raw_chunked(shim: Shim, path: str, size: int) -> Reply:
 def _slow(shim: Shim, path: str, trickle: bool) -> Reply:
     """Complete headers, then the body at one byte a second (or a first 100 bytes and nothing)."""
     if path == "/":
-        headers = {"Content-Type": "application/cloudevents+json", "Content-Length": str(EVENT_MAX_BYTES - 1024)}
+        headers = {
+            **SENDER,
+            "Content-Type": "application/cloudevents+json",
+            "Content-Length": str(EVENT_MAX_BYTES - 1024),
+        }
         first = b'{"specversion": "1.0", '
     else:
         headers = {**AUTH, "Content-Type": "multipart/form-data; boundary=slow", "Content-Length": "100000"}
@@ -587,7 +599,7 @@ def _slow_headers(shim: Shim, trickle: bool) -> Reply:
 def _raw_short(shim: Shim, path: str) -> Reply:
     """Declare 10000 bytes, send 100, and half-close: the body ended early."""
     if path == "/":
-        headers = {"Content-Type": "application/cloudevents+json", "Content-Length": "10000"}
+        headers = {**SENDER, "Content-Type": "application/cloudevents+json", "Content-Length": "10000"}
     else:
         headers = {**AUTH, "Content-Type": "multipart/form-data; boundary=short", "Content-Length": "10000"}
     body = (multipart_file_head("short") + wav())[:100]
@@ -691,14 +703,14 @@ def test_knative_door(stack: Stack, shim: Shim, sample_bytes: bytes):
             status, outcome, seconds = case.request(shim)
         else:
             message = _event_for(stack, case, prefix)
-            status, outcome, seconds = _post(shim, "/", auth={}, data=message.body, headers=message.http())
+            status, outcome, seconds = _post(shim, "/", auth=SENDER, data=message.body, headers=message.http())
         rows.append((case.id, case.knative, status, outcome, seconds, _bound(case.knative)))
     bad = _check_rows("Knative door (POST /)", rows)
     _assert_shim_whole(shim)
     key = f"{prefix}/valid-last/sample.wav"
     stack.upload(key, sample_bytes)
     message = binary_event("hostile-valid-last", {"bucket": BUCKET, "key": key})
-    status, outcome, seconds = _post(shim, "/", auth={}, data=message.body, headers=message.http())
+    status, outcome, seconds = _post(shim, "/", auth=SENDER, data=message.body, headers=message.http())
     print(f"valid event after the corpus: {status} {outcome} ({seconds:.1f} s)")
     assert (status, outcome) == (200, COMPLETED), "the valid event after the corpus did not complete"
     assert not bad, (

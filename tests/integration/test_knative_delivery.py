@@ -27,6 +27,7 @@ import soundfile
 import yaml
 
 from tests.support.audio_bytes import encode, tone
+from tests.support.credentials import API_AUTH, SENDER_NAMESPACE
 from tests.support.knative_delivery import DeliveryResult, DeliverySpec, KnativeSender
 from tests.support.oidc import Issuer, RsaKey
 from tests.support.processes import REPO
@@ -124,7 +125,7 @@ class Harness:
         self.rows: list[Row] = []
 
     def jobs(self) -> float:
-        text = requests.get(f"{self.base}/metrics", timeout=30).text
+        text = requests.get(f"{self.base}/metrics", headers=API_AUTH, timeout=30).text
         return sum(
             float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("diarization_jobs_total")
         )
@@ -231,6 +232,7 @@ def test_knative_delivery_scenarios(stack, start_shim, sample, issuer: Issuer, t
             MAX_QUEUED_JOBS="1",  # as in knative/events-service.yaml: one job running, one waiting
             RECEIVER_OIDC_ISSUER=issuer.url,
             RECEIVER_OIDC_AUDIENCE=AUDIENCE,
+            RECEIVER_OIDC_ALLOWED_SUBJECTS=SENDER_NAMESPACE,
         )
         sender = KnativeSender(f"{base}/", SPEC, token=lambda: issuer.token(AUDIENCE))
         harness = Harness(base, results, sender)
@@ -311,7 +313,11 @@ def test_reply_mode_results_reach_the_reply_sink(stack, start_shim, sample, issu
     run = uuid.uuid4().hex[:8]
     key = f"knd/{run}/reply.wav"
     stack.upload(key, excerpt(sample[0]))
-    base = start_shim(RECEIVER_OIDC_ISSUER=issuer.url, RECEIVER_OIDC_AUDIENCE=AUDIENCE)
+    base = start_shim(
+        RECEIVER_OIDC_ISSUER=issuer.url,
+        RECEIVER_OIDC_AUDIENCE=AUDIENCE,
+        RECEIVER_OIDC_ALLOWED_SUBJECTS=SENDER_NAMESPACE,
+    )
     sender = KnativeSender(f"{base}/", SPEC, token=lambda: issuer.token(AUDIENCE))
     harness = Harness(base, EventSink(), sender)
     try:

@@ -16,6 +16,8 @@ import pytest
 import requests
 import soundfile as sf
 
+from tests.support.credentials import SENDER_AUTH
+
 pytestmark = pytest.mark.integration
 UPLOADS = 500
 
@@ -103,6 +105,7 @@ def test_receiver_sheds_concurrent_pushes_instead_of_sharing_the_model(stack, st
             "ce-source": "/load",
             "ce-type": "dev.diarization.audio.uploaded",
             "Content-Type": "application/json",
+            **SENDER_AUTH,
         }
         # a distinct option per event, so that none is answered from another's stored result
         data = {"bucket": "audio", "key": key, "options": {"max_speakers": 2 + i}}

@@ -14,6 +14,7 @@ import requests
 import schemas
 from consumer.events import InputRef
 from tests.support.audio_bytes import encode, tone
+from tests.support.credentials import API_AUTH, API_KEY, RECEIVER_TOKEN, SENDER_AUTH, SENDER_NAMESPACE
 from tests.support.knative_delivery import is_binary_cloudevent, knative_accepts
 from tests.support.oidc import Issuer
 from tests.support.processes import free_port
@@ -61,6 +62,7 @@ def structured(event_id: str, data: dict) -> tuple[dict[str, str], bytes]:
 def post(base: str, message: tuple[dict[str, str], bytes], **headers: str) -> requests.Response:
     """POST an event; every 2xx must be one Knative's dispatcher takes (empty, or a CloudEvent)."""
     event_headers, body = message
+    headers = {**SENDER_AUTH, **headers}  # the shim's default sender check: the shared token
     response = requests.post(f"{base}/", data=body, headers={**event_headers, **headers}, timeout=300)
     if 200 <= response.status_code < 300:
         assert knative_accepts(response), (response.status_code, response.headers, response.content[:200])
@@ -221,7 +223,15 @@ def test_a_result_the_sink_never_takes_is_logged_with_its_objects_at_shutdown(st
     refusing = EventSink(status=503)
     port = free_port()
     log = tmp_path / "shim.log"
-    env = {**stack.env, "PORT": str(port), "HOST": "127.0.0.1", "DIARIZATION_MODEL": settings.engine.model}
+    env = {
+        **stack.env,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "DIARIZATION_MODEL": settings.engine.model,
+        "API_KEY": API_KEY,
+        "RECEIVER_ENABLED": "true",
+        "RECEIVER_TOKEN": RECEIVER_TOKEN,
+    }
     process = start_module("http_shim.server", {**env, "K_SINK": refusing.url, "RECEIVER_ASYNC": "true"}, log)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -277,12 +287,23 @@ def test_senders_must_authenticate_when_configured(start_shim, uploaded, tmp_pat
     issuer = Issuer(tmp_path)
     audience = "serving.knative.dev/service/diarization/diarization-events"
     try:
-        base = start_shim(RECEIVER_OIDC_ISSUER=issuer.url, RECEIVER_OIDC_AUDIENCE=audience, RECEIVER_TOKEN="sh4red")
+        base = start_shim(
+            RECEIVER_OIDC_ISSUER=issuer.url,
+            RECEIVER_OIDC_AUDIENCE=audience,
+            RECEIVER_OIDC_ALLOWED_SUBJECTS=SENDER_NAMESPACE,
+            RECEIVER_TOKEN="sh4red",
+        )
         # the corrupt file: an accepted event is answered (a failed event) without a long job
         event = binary("auth-1", {"bucket": "audio", "key": uploaded["corrupt"]})
         jobs_before = _metric(base, "diarization_jobs_total")
-        for authorization in (None, "Bearer wrong", f"Bearer {issuer.token('another/audience')}"):
-            headers = {} if authorization is None else {"Authorization": authorization}
+        other_tenant = issuer.token(audience, claims={"sub": "system:serviceaccount:other-tenant:default"})
+        for authorization in (
+            None,
+            "Bearer wrong",
+            f"Bearer {issuer.token('another/audience')}",
+            f"Bearer {other_tenant}",
+        ):
+            headers = {"Authorization": authorization or ""}  # "": no credentials at all
             refused = post(base, event, **headers)
             assert refused.status_code == 401 and _error_code(refused) == "unauthorized", refused.text
         assert _metric(base, "diarization_jobs_total") == jobs_before  # nothing ran
@@ -298,5 +319,5 @@ def test_senders_must_authenticate_when_configured(start_shim, uploaded, tmp_pat
 
 
 def _metric(base: str, name: str) -> float:
-    text = requests.get(f"{base}/metrics", timeout=5).text
+    text = requests.get(f"{base}/metrics", headers=API_AUTH, timeout=5).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))

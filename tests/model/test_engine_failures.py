@@ -17,6 +17,7 @@ from consumer.engine.pyannote_engine import PyannoteEngine
 from consumer.errors import EngineBrokenError, InferenceError
 from consumer.options import JobOptions, Task
 from http_shim import create_app
+from tests.support.credentials import authorized
 
 pytestmark = pytest.mark.model
 
@@ -94,7 +95,7 @@ def test_out_of_memory_is_retried_once_with_halved_batches(fresh_engine, clips):
 
 
 def test_failures_on_three_different_inputs_break_the_engine_and_the_shim_is_not_ready(fresh_engine, clips, settings):
-    client = create_app(Analyzer(fresh_engine, settings.audio), settings).test_client()
+    client = authorized(create_app(Analyzer(fresh_engine, settings.audio), settings).test_client())
     assert client.get("/ready").status_code == 200
 
     def post(clip: np.ndarray, path: str = "/v1/diarize"):

@@ -622,3 +622,56 @@ def test_make_deploy_includes_the_namespace_in_sinkbinding_and_exposes_only_the_
     assert (
         f"/{kustomization(KNATIVE)['namespace']}/{events_service().name}|" in recipe
     )  # the audience follows NAMESPACE
+
+
+# --- Closed by default ----------------------------------------------------------------------
+def deployed_settings(doc: Doc) -> Settings:
+    """A container's settings with its Secrets filled in (by placeholders), as the pod starts."""
+    env = container_env(pod_spec(doc)["containers"][0])
+    return Settings.from_env({name: value or f"{name.lower()}-from-its-secret" for name, value in env.items()})
+
+
+def deployed_app(doc: Doc) -> Any:
+    """The real app a Service's pod would serve with its manifest's settings (model not loaded)."""
+    from consumer.analyzer import Analyzer
+    from consumer.engine.pyannote_engine import PyannoteEngine
+    from consumer.event_job import EventJob
+    from consumer.storage import ObjectStore
+    from http_shim import create_app
+
+    settings = deployed_settings(doc)
+    analyzer = Analyzer(PyannoteEngine(settings.engine), settings.audio)
+    jobs = EventJob(analyzer, ObjectStore(settings.storage), allowed_buckets=settings.storage.allowed_buckets)
+    return create_app(analyzer, settings, jobs)
+
+
+def test_the_events_service_admits_only_its_namespaces_senders() -> None:
+    receiver = deployed_settings(events_service()).receiver
+    namespace = kustomization(KNATIVE)["namespace"]
+    assert receiver.auth == "required" and receiver.oidc_issuer and not receiver.token
+    assert receiver.oidc_allowed_subjects == {f"system:serviceaccount:{namespace}:"}
+    assert f"s|system:serviceaccount:{namespace}:|system:serviceaccount:$(NAMESPACE):|" in makefile_recipe("deploy")
+
+
+def test_an_unauthenticated_event_is_refused_by_the_deployed_settings() -> None:
+    client = deployed_app(events_service()).test_client()
+    event = {"ce-specversion": "1.0", "ce-id": "e1", "ce-source": "/x", "ce-type": "dev.diarization.audio.uploaded"}
+    body = b'{"bucket": "audio", "key": "a.wav"}'
+    for authorization in ({}, {"Authorization": "Bearer not-a-token"}):
+        answer = client.post("/", data=body, headers={**event, **authorization}, content_type="application/json")
+        assert answer.status_code == 401 and answer.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_the_public_service_needs_its_key_and_holds_no_store_credentials() -> None:
+    public = route_service()
+    pod = pod_spec(public)
+    container = pod["containers"][0]
+    assert pod.get("automountServiceAccountToken") is False  # parses untrusted media; needs no API token
+    sources = [source.get("secretRef", {}) for source in container.get("envFrom", [])]
+    assert {"S3_ACCESS_KEY", "S3_SECRET_KEY"} & set(container_env(container)) == set()
+    key_secret = next(source for source in sources if "API_KEY" in secrets().get(source.get("name", ""), {}))
+    assert key_secret.get("optional") is not True, "without its key the public Service would not start"
+    client = deployed_app(public).test_client()
+    assert client.post("/v1/vad", data={}, content_type="multipart/form-data").status_code == 401
+    assert client.get("/metrics").status_code == 401
+    assert client.post("/", data=b"{}", content_type="application/json").status_code in (404, 405)

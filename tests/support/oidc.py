@@ -67,6 +67,7 @@ class Issuer:
         self.published: list[dict[str, str]] = [self.key.jwk()]
         self.fetches = 0
         self.up = True
+        self.delay = 0.0  # seconds each answer of /keys waits: a slow issuer
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -80,6 +81,7 @@ class Issuer:
                     body = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/keys"}
                 elif self.path == "/keys":
                     issuer.fetches += 1
+                    time.sleep(issuer.delay)
                     body = {"keys": issuer.published}
                 else:
                     self.send_response(404)

@@ -3,7 +3,7 @@
 import pytest
 
 from consumer.errors import UnauthorizedError
-from http_shim.api import require_bearer
+from http_shim.auth import require_bearer
 
 
 def test_right_key_passes():
@@ -17,3 +17,9 @@ def test_right_key_passes():
 def test_anything_else_is_refused(header):
     with pytest.raises(UnauthorizedError):
         require_bearer(header, "s3cret-key")
+
+
+def test_an_empty_key_lets_nobody_in():
+    for header in ("Bearer ", "Bearer", ""):
+        with pytest.raises(UnauthorizedError):
+            require_bearer(header, "")

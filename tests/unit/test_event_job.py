@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from consumer.config import EngineSettings, ReceiverSettings, Settings
+from consumer.config import EngineSettings, ReceiverSettings, Secret, Settings
 from consumer.event_job import result_digest
 from consumer.events import ObjectRef
 from consumer.options import JobOptions, Task
@@ -41,7 +41,9 @@ def test_result_digest_follows_the_object_version_the_options_and_the_model():
 
 
 def _receiver(window: float) -> Receiver:
-    settings = Settings(engine=EngineSettings(model="m"), receiver=ReceiverSettings(dedup_window_seconds=window))
+    settings = Settings(
+        engine=EngineSettings(model="m"), receiver=ReceiverSettings(dedup_window_seconds=window, token=Secret("t"))
+    )
     return Receiver(event_job=None, settings=settings)  # type: ignore[arg-type]  # eviction never touches the job
 
 

@@ -19,6 +19,7 @@ from consumer.errors import BusyError, StorageUnavailableError
 from consumer.events import AudioJobRequested, DiarizationCompleted, JobOutcome
 from consumer.retry import Backoff
 from http_shim.receiver import MAX_DEDUP_ENTRIES, Receiver
+from tests.support.credentials import RECEIVER_TOKEN
 from tests.support.knative_delivery import is_binary_cloudevent
 from tests.support.sink import EventSink
 
@@ -74,7 +75,8 @@ def always_down(request: AudioJobRequested) -> JobOutcome:
 
 
 def receiver_with(jobs: ScriptedJobs, max_entries: int = MAX_DEDUP_ENTRIES, **env: str) -> Receiver:
-    return Receiver(jobs, Settings.from_env(env), backoff=FAST, max_entries=max_entries)  # type: ignore[arg-type]
+    settings = Settings.from_env({"RECEIVER_TOKEN": RECEIVER_TOKEN, **env})
+    return Receiver(jobs, settings, backoff=FAST, max_entries=max_entries)  # type: ignore[arg-type]
 
 
 def event(event_id: str, key: str = "a.wav") -> tuple[dict[str, str], bytes]:

@@ -14,7 +14,7 @@ from consumer.config import StorageSettings
 from consumer.errors import InvalidEventError, UnauthorizedError
 from consumer.events import ObjectRef
 from consumer.storage import ObjectStore
-from http_shim import api
+from http_shim import auth
 
 
 @pytest.fixture
@@ -85,10 +85,10 @@ def test_every_api_key_check_goes_through_one_constant_time_comparison(monkeypat
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(api.hmac, "compare_digest", spy)
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
     for header in ("Bearer right-key", "Bearer wrong", "Bearer " + "x" * 500, "", "Basic right-key"):
         try:
-            api.require_bearer(header, "right-key")
+            auth.require_bearer(header, "right-key")
         except UnauthorizedError:
             pass
     # one comparison per check, whatever the header, of equal-length digests
