@@ -11,12 +11,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import IO
 
 from consumer import metrics
 from consumer.audio import decode
-from consumer.config import AudioLimits
+from consumer.config import AudioLimits, JobLimits
+from consumer.deadline import JobWatch, Watches
 from consumer.engine import Engine, EngineResult
 from consumer.errors import BusyError, ModelNotReadyError, ServiceError
 from consumer.memory import release_free_memory
@@ -34,15 +36,27 @@ class Analyzer:
 
     ``max_pending`` bounds how many jobs may wait for the model while one runs; one more
     is refused with ``BusyError`` (HTTP 503) instead of queueing without end. ``None``
-    means no bound (a Kafka consumer feeds one job at a time anyway).
+    means no bound (a Kafka consumer feeds one job at a time anyway). Every job runs under
+    a ``JobWatch`` (``consumer.deadline``) within ``job_limits``; ``watches`` are the ones
+    running now, for the liveness probe.
     """
 
-    def __init__(self, engine: Engine, limits: AudioLimits, *, max_pending: int | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        limits: AudioLimits,
+        *,
+        max_pending: int | None = None,
+        job_limits: JobLimits = JobLimits(),
+    ) -> None:
         self.engine = engine
         self.limits = limits
+        self.job_limits = job_limits
+        self.watches = Watches()
         self._max_in_flight = None if max_pending is None else max_pending + 1
         self._in_flight = 0
         self._guard = threading.Lock()
+        self._engine_turn = threading.Lock()  # jobs queue here, their watches paused
 
     @property
     def ready(self) -> bool:
@@ -58,20 +72,28 @@ class Analyzer:
         progress: AudioProgress | None = None,
         reservation: Reservation | None = None,
         limits: AudioLimits | None = None,
+        watch: JobWatch | None = None,
     ) -> EngineResult:
         """Decode ``source`` and run the engine on it; blocks. Raises ``ServiceError`` subclasses.
 
         Takes a slot (or uses ``reservation``) and frees it when done. Speakers matching the
         options' voiceprints are named after them (``consumer.voiceprints``). ``limits``
         replaces the analyzer's own audio limits for this job (enrolment clips are shorter).
+        Every stage beats ``watch``; without one, the job gets its own, which counts as
+        running in ``watches`` meanwhile.
         """
         if not self.engine.ready:
             # a failed load or a broken engine says so; otherwise it is still loading
             raise self.engine.error or ModelNotReadyError("the model is still loading; retry shortly")
         task = "diarization" if options.diarize else "vad"
-        with reservation or self.reserve():
+        if watch is None:  # a job of its own: it counts among the running ones while here
+            watch = JobWatch(self.job_limits)
+            running: AbstractContextManager[object] = self.watches.running(watch)
+        else:  # whoever made the watch registered it (EventJob)
+            running = nullcontext()
+        with reservation or self.reserve(), running:
             try:
-                result = self._run(source, options, progress, limits or self.limits)
+                result = self._run(source, options, progress, limits or self.limits, watch)
             except ServiceError as exc:
                 metrics.JOBS.labels(task, exc.code).inc()
                 log.info(
@@ -105,15 +127,32 @@ class Analyzer:
         return result
 
     def _run(
-        self, source: bytes | IO[bytes], options: JobOptions, progress: AudioProgress | None, limits: AudioLimits
+        self,
+        source: bytes | IO[bytes],
+        options: JobOptions,
+        progress: AudioProgress | None,
+        limits: AudioLimits,
+        watch: JobWatch,
     ) -> EngineResult:
         """Decode, run the engine, name known speakers; the decoded samples live only this long."""
         started = time.perf_counter()
         check_model(options.voiceprints, self.engine.embedding_model)
-        audio = decode(source, limits, options.audio_stream)
+        audio = decode(source, limits, options.audio_stream, beat=watch.beat)
+        watch.set_duration(audio.duration)
         decoded = time.perf_counter()
-        on_fraction = None if progress is None else (lambda f: progress(f, audio.duration))
-        result = identify(self.engine.run(audio.samples, audio.sample_rate, options, on_fraction), options.voiceprints)
+
+        def on_fraction(fraction: float) -> None:
+            watch.beat()
+            if progress is not None:
+                progress(fraction, audio.duration)
+
+        with watch.waiting():  # another job may hold the engine: its watch counts, not this one's
+            self._engine_turn.acquire()
+        try:
+            ran = self.engine.run(audio.samples, audio.sample_rate, options, on_fraction)
+        finally:
+            self._engine_turn.release()
+        result = identify(ran, options.voiceprints)
         return replace(result, stages=replace(result.stages, decode=decoded - started))
 
     def reserve(self) -> Reservation:

@@ -1,43 +1,61 @@
 """Durable starts of each input's job: one input cannot take down the fleet, and a moved
 partition does not start a job twice.
 
-An input that kills its consumer (out of memory, a native crash) is never committed, so
-Kafka hands it to the next consumer, which dies the same way. The Kafka worker therefore
-counts each start of an input's job in a small marker object in the results bucket
-before running it, and removes the marker once the answer is published: the count only
-grows with starts that died on the way. When it would pass ``MAX_ATTEMPTS`` the input is
-answered ``too_many_attempts`` instead of being run again.
+An input that kills its consumer (out of memory, a native crash, a job past its deadline:
+``consumer.deadline``) is never committed, so Kafka hands it to the next consumer, which
+dies the same way. The Kafka worker therefore counts each start of an input's job in a
+small marker object in the results bucket before running it, and removes the marker once
+the answer is published: the count only grows with starts that died on the way. When it
+would pass ``MAX_ATTEMPTS`` the input is answered ``too_many_attempts`` instead of being run
+again.
 
-The marker is also a lease: its owner renews it while the job runs. When the partition
-moves to another consumer meanwhile (a rebalance), the new owner finds a live lease of
-another consumer and waits (``RunningElsewhereError``, retryable) instead of starting the
-job again; the first owner, which may no longer commit, marks the marker answered once
-its answer is published, and the new owner then commits without answering again.
+The marker is also a lease: its owner renews it while the job runs (``LeaseKeeper``, on a
+thread of its own, so that a store that hangs never stalls the poll loop; a missed renewal
+is tolerated, the lease outlives three). When the partition moves to another consumer
+meanwhile (a rebalance), the new owner finds a live lease of another consumer and waits
+(``RunningElsewhereError``, retryable) instead of starting the job again; the first owner,
+which may no longer commit, marks the marker answered once its answer is published, and the
+new owner then commits without answering again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import ssl
+import logging
+import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-import urllib3
-from minio import Minio
-from minio.error import InvalidResponseError, S3Error, ServerError
-
-from consumer.errors import RunningElsewhereError, ServiceError, StorageUnavailableError
+from consumer.errors import RunningElsewhereError, ServiceError
 from consumer.events import InputRef
-from consumer.storage import StoreHealth, results_bucket_error
 
-T = TypeVar("T")
+log = logging.getLogger(__name__)
+
 MARKER_PREFIX = "attempts/"  # in the results bucket; result objects end in .json or .rttm, markers do not
 LEASE_SECONDS = 30.0  # a start not renewed for this long belongs to a consumer that died
 ANSWERED = 0  # what ``begin`` returns for an input another consumer has answered meanwhile
-_MISSING = {"NoSuchKey", "NoSuchObject"}
+
+
+class MarkerStore(Protocol):
+    """Where markers live (``consumer.storage.ObjectStore``): small objects of the results bucket.
+
+    Every method blocks on the store for at most the store client's bounded worst case and
+    raises ``StorageUnavailableError`` (retryable) when the store cannot be read or written.
+    """
+
+    def read_marker(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is none."""
+        ...
+
+    def write_marker(self, key: str, body: bytes) -> None:
+        """Write (or replace) the object."""
+        ...
+
+    def remove_marker(self, key: str) -> None:
+        """Remove the object (nothing happens when there is none)."""
+        ...
 
 
 class AttemptLog(Protocol):
@@ -69,26 +87,16 @@ class AttemptLog(Protocol):
 
 
 class StoredAttempts:
-    """An ``AttemptLog`` kept as one small JSON object per input, ``attempts/<sha256>``, in ``bucket``.
+    """An ``AttemptLog`` kept as one small JSON object per input, ``attempts/<sha256>``, in ``store``.
 
     ``owner`` names this consumer (its static group member id, or host and process).
-    ``health`` is the object store's health that the consumer's ``/ready`` reports: a marker
-    the store refuses (rotated credentials, say) turns it 503 like any other call of the
-    service's own. ``clock`` gives wall-clock seconds: leases are compared across machines.
+    ``clock`` gives wall-clock seconds: leases are compared across machines. The store
+    reports each call's outcome to its health (``/ready``), as for every other call.
     """
 
-    def __init__(
-        self,
-        client: Minio,
-        bucket: str,
-        owner: str,
-        health: StoreHealth | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.client = client
-        self.bucket = bucket
+    def __init__(self, store: MarkerStore, owner: str, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
         self.owner = owner
-        self.health = health or StoreHealth()
         self.clock = clock
 
     def begin(self, ref: InputRef) -> int:
@@ -120,21 +128,14 @@ class StoredAttempts:
         if starts > 0:
             self._write(key, ref, starts)
         else:
-            self._call(lambda: self.client.remove_object(self.bucket, key))
+            self.store.remove_marker(key)
 
     def _read(self, key: str) -> dict[str, Any]:
-        def get() -> bytes:
-            response = self.client.get_object(self.bucket, key)
-            try:
-                return response.read()
-            finally:
-                response.close()
-                response.release_conn()
-
-        try:
-            marker = json.loads(self._call(get))
-        except _Missing:
+        body = self.store.read_marker(key)
+        if body is None:
             return {}
+        try:
+            marker = json.loads(body)
         except ValueError:  # not a marker this service wrote: count afresh
             return {}
         return marker if isinstance(marker, dict) and isinstance(marker.get("starts"), int) else {}
@@ -147,44 +148,61 @@ class StoredAttempts:
             "answered": answered,
             "input": {"id": ref.id[:256], "source": ref.source[:256]},
         }
-        body = json.dumps(marker).encode()
-        self._call(
-            lambda: self.client.put_object(
-                self.bucket, key, io.BytesIO(body), len(body), content_type="application/json"
-            )
-        )
+        self.store.write_marker(key, json.dumps(marker).encode())
 
-    def _call(self, action: Callable[[], T]) -> T:
-        """``action()``, its outcome noted in ``health``; a missing marker raises ``_Missing``."""
-        try:
-            result = _checked(action)
-        except _Missing:
-            self.health.record("attempt marker", None)  # the store answered: no marker
-            raise
-        except ServiceError as exc:
-            self.health.record("attempt marker", exc)
-            raise
-        self.health.record("attempt marker", None)
-        return result
+
+class LeaseKeeper:
+    """Renews the leases of the inputs in hand every third of ``LEASE_SECONDS``, on its own thread.
+
+    A renewal that fails is logged and tried again at the next turn; a store that hangs
+    delays only this thread. ``hold`` and ``release`` are called by the poll loop and never
+    block on the store.
+    """
+
+    def __init__(self, attempts: AttemptLog, interval: float = LEASE_SECONDS / 3) -> None:
+        self._attempts = attempts
+        self._interval = interval
+        self._held: list[InputRef] = []
+        self._guard = threading.Lock()
+        self._renewing = threading.Lock()  # held while a renewal is in flight
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="leases", daemon=True)
+        self._thread.start()
+
+    def hold(self, ref: InputRef) -> None:
+        """Renew ``ref``'s lease from now on."""
+        with self._guard:
+            if ref not in self._held:
+                self._held.append(ref)
+
+    def release(self, ref: InputRef) -> None:
+        """Stop renewing ``ref``'s lease; returns once no renewal is in flight (blocks on the store
+        at worst for one call: not for the poll loop), so that none rewrites a settled marker."""
+        with self._guard:
+            if ref in self._held:
+                self._held.remove(ref)
+        with self._renewing:
+            pass
+
+    def stop(self) -> None:
+        """Renew nothing more: the process is about to exit (or give the inputs up)."""
+        self._stopped.set()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            with self._guard:
+                held = list(self._held)
+            for ref in held:
+                with self._renewing:
+                    with self._guard:
+                        if self._stopped.is_set() or ref not in self._held:
+                            continue
+                    try:
+                        self._attempts.renew(ref)
+                    except ServiceError as exc:  # the lease outlives a missed renewal or two
+                        log.warning("lease not renewed", extra={"event_id": ref.id, "error": exc.message})
 
 
 def marker_key(ref: InputRef) -> str:
     """The marker of ``ref``: a digest, since input ids may be long or hold any character."""
     return MARKER_PREFIX + hashlib.sha256(f"{ref.source}\n{ref.id}".encode()).hexdigest()
-
-
-class _Missing(Exception):
-    """The marker does not exist."""
-
-
-def _checked(action: Callable[[], T]) -> T:
-    """``action()`` with the store's failures as retryable service errors: a marker the
-    service cannot read or write is the service's problem, never the input's."""
-    try:
-        return action()
-    except S3Error as exc:
-        if exc.code in _MISSING:
-            raise _Missing() from exc
-        raise results_bucket_error(exc, "the attempt marker") from exc
-    except (urllib3.exceptions.HTTPError, ServerError, InvalidResponseError, ssl.SSLError, OSError) as exc:
-        raise StorageUnavailableError(f"the object store is unavailable: {type(exc).__name__}: {exc}") from exc

@@ -15,7 +15,7 @@ WebM/Matroska, AMR and WMA. Every way an input can be unusable maps to one error
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Protocol
 
@@ -91,12 +91,15 @@ class BlockSource(Protocol):
         ...
 
 
-def decode(source: bytes | IO[bytes], limits: AudioLimits, audio_stream: int = 0) -> DecodedAudio:
+def decode(
+    source: bytes | IO[bytes], limits: AudioLimits, audio_stream: int = 0, beat: Callable[[], None] | None = None
+) -> DecodedAudio:
     """Decode, downmix, validate and resample ``source`` to 16 kHz mono float32.
 
     ``source`` is the whole file as bytes, or a seekable binary stream. ``audio_stream``
-    picks among the file's audio streams (from 0; WAV and FLAC have one). Raises one of
-    the audio errors of ``consumer.errors``; never anything else for bad input.
+    picks among the file's audio streams (from 0; WAV and FLAC have one). ``beat`` is
+    called after every decoded block (the job is alive: ``consumer.deadline``). Raises one
+    of the audio errors of ``consumer.errors``; never anything else for bad input.
     """
     stream = _as_stream(source, limits.max_bytes)
     head = stream.read(16)
@@ -110,7 +113,7 @@ def decode(source: bytes | IO[bytes], limits: AudioLimits, audio_stream: int = 0
                 "the file is not in a supported format (WAV, FLAC, MP3, AAC, M4A/MP4, Ogg, WebM, AMR, WMA)"
             )
         with av_source.AvSource(stream, demuxer, audio_stream) as decoder:
-            return decode_blocks(decoder, limits)
+            return decode_blocks(decoder, limits, beat)
     if audio_stream != 0:
         raise NoAudioStreamError(f"audio_stream {audio_stream} does not exist: the file has 1 audio stream")
     try:
@@ -120,10 +123,10 @@ def decode(source: bytes | IO[bytes], limits: AudioLimits, audio_stream: int = 0
     with sound:
         if sound.format not in SUPPORTED_FORMATS:
             raise NotAudioError(f"{sound.format} is not supported")
-        return decode_blocks(_SoundFileSource(sound), limits)
+        return decode_blocks(_SoundFileSource(sound), limits, beat)
 
 
-def decode_blocks(source: BlockSource, limits: AudioLimits) -> DecodedAudio:
+def decode_blocks(source: BlockSource, limits: AudioLimits, beat: Callable[[], None] | None = None) -> DecodedAudio:
     """Downmix, validate and resample what ``source`` decodes, block by block (see the module docstring)."""
     rate, channels, declared = source.sample_rate, source.channels, source.frames
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
@@ -142,6 +145,8 @@ def decode_blocks(source: BlockSource, limits: AudioLimits) -> DecodedAudio:
         frames += len(mono)
         _check_not_too_long(frames, rate, limits, decoding=True)
         output.extend(resampler.feed(mono))
+        if beat is not None:
+            beat()
     if declared is not None and frames < declared:
         raise CorruptAudioError(f"the audio is truncated: the header declares {declared} frames, {frames} were read")
     if frames / rate < limits.min_seconds:

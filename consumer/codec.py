@@ -188,7 +188,7 @@ def _from_cloudevent(read: Callable[[bytes], BaseCloudEvent], body: bytes) -> De
     try:
         options = parse_options(data.get("options", {}))
     except ServiceError as exc:
-        return JobFailed(ref, obj, exc.code, exc.message)
+        return JobFailed(ref, obj, exc.code, exc.public_message)
     return AudioJobRequested(ref, obj, options)
 
 
@@ -218,7 +218,7 @@ def _from_notification(document: Any) -> list[Decoded]:
         try:
             jobs.append(AudioJobRequested(ref, obj, _options_from_metadata(s3["object"].get("userMetadata", {}))))
         except ServiceError as exc:
-            jobs.append(JobFailed(ref, obj, exc.code, exc.message))
+            jobs.append(JobFailed(ref, obj, exc.code, exc.public_message))
     return jobs
 
 

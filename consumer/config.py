@@ -149,6 +149,21 @@ class AudioLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class JobLimits:
+    """How long one job may run before its process counts as stuck (``consumer.deadline``).
+
+    A job beats at every download chunk, decoded block, segmentation batch, embedding region
+    and stage end: seconds apart on CPU. ``stall_seconds`` without a beat, or a run past
+    ``budget_seconds`` plus ``budget_per_audio_second`` times its audio's duration, is a
+    job that will not end.
+    """
+
+    stall_seconds: float = env("JOB_STALL_SECONDS", 120.0, minimum=10.0)
+    budget_seconds: float = env("JOB_BUDGET_SECONDS", 600.0, minimum=10.0)
+    budget_per_audio_second: float = env("JOB_BUDGET_PER_AUDIO_SECOND", 1.0, minimum=0.01)
+
+
+@dataclass(frozen=True, slots=True)
 class HttpSettings:
     """The HTTP shim: address, API key, concurrency."""
 
@@ -249,6 +264,7 @@ class Settings:
 
     engine: EngineSettings
     audio: AudioLimits = AudioLimits()
+    jobs: JobLimits = JobLimits()
     http: HttpSettings = HttpSettings()
     receiver: ReceiverSettings = ReceiverSettings()
     kafka: KafkaSettings = KafkaSettings()

@@ -16,14 +16,30 @@ class ServiceError(Exception):
     code: ClassVar[str] = "internal_error"
     retryable: ClassVar[bool] = False
     http_status: ClassVar[int] = 500
+    # Where set, ``message`` carries internal detail (exception text, paths, device messages):
+    # callers get ``public_text`` instead, and the detail goes to the service's log only.
+    detail_is_internal: ClassVar[bool] = False
+    public_text: ClassVar[str] = ""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
+    @property
+    def public_message(self) -> str:
+        """What callers are told: the message, unless it carries internal detail."""
+        return self.public_text if self.detail_is_internal else self.message
+
     def to_dict(self) -> dict[str, str]:
         """The error as the ``{"code", "message"}`` object used in responses and events."""
-        return {"code": self.code, "message": self.message}
+        return {"code": self.code, "message": self.public_message}
+
+
+class InternalError(ServiceError):
+    """An exception the service did not expect while handling one input (a bug)."""
+
+    detail_is_internal = True
+    public_text = "the service failed on this input (an internal error); its log has the details"
 
 
 # --- the request or event is malformed (400) -------------------------------------------
@@ -262,10 +278,15 @@ class SenderKeysUnavailableError(ServiceError):
 
 
 class ModelLoadError(ServiceError):
-    """The configured model could not be loaded (wrong path, no token, no network)."""
+    """The configured model could not be loaded (wrong path, no token, no network).
+
+    Not retryable: loading is not tried again in this process, which stays not ready.
+    """
 
     code = "model_load_failed"
     http_status = 503
+    detail_is_internal = True
+    public_text = "the model could not be loaded; the service's log says why (line 'model load failed')"
 
 
 # --- the engine failed on valid input ------------------------------------------------------
@@ -276,6 +297,8 @@ class InferenceError(ServiceError):
 
     code = "inference_failed"
     http_status = 500
+    detail_is_internal = True
+    public_text = "the model failed on this audio; the service's log has the details"
 
 
 class EngineBrokenError(ServiceError):
@@ -285,6 +308,8 @@ class EngineBrokenError(ServiceError):
     code = "engine_broken"
     retryable = True
     http_status = 503
+    detail_is_internal = True
+    public_text = "inference failed on several different inputs in a row: the engine, not the input, is at fault"
 
 
 # --- the input was tried too often ----------------------------------------------------------

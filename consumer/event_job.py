@@ -23,9 +23,11 @@ from consumer import metrics
 from consumer import transcript as transcripts
 from consumer.analyzer import Analyzer, Reservation
 from consumer.config import EventSettings
+from consumer.deadline import JobWatch
 from consumer.errors import (
     AccessDeniedError,
     EngineBrokenError,
+    InternalError,
     ModelNotReadyError,
     PayloadTooLargeError,
     ServiceError,
@@ -59,9 +61,12 @@ class ResultStore(Protocol):
         """``ref`` completed with the object's current etag, size and version."""
         ...
 
-    def open(self, ref: ObjectRef, max_bytes: int) -> AbstractContextManager[IO[bytes]]:
+    def open(
+        self, ref: ObjectRef, max_bytes: int, beat: Callable[[], None] | None = None
+    ) -> AbstractContextManager[IO[bytes]]:
         """The bytes of the version ``stat`` returned, as a seekable file; ``PayloadTooLargeError``
-        past ``max_bytes``, ``ObjectChangedError`` (retryable) if the object was replaced since."""
+        past ``max_bytes``, ``ObjectChangedError`` (retryable) if the object was replaced since.
+        ``beat`` is called as the download makes progress."""
         ...
 
     def locate(self, ref: ObjectRef, digest: str) -> ResultLocation:
@@ -118,17 +123,21 @@ class EventJob:
         request: AudioJobRequested,
         progress: Callable[[JobProgressed], None] | None = None,
         reservation: Reservation | None = None,
+        watch: JobWatch | None = None,
     ) -> JobOutcome:
         """Run one requested job to its outcome; blocks.
 
         Returns ``DiarizationCompleted`` (possibly reused from a stored result) or
         ``JobFailed`` for a permanent failure. Raises retryable ``ServiceError``s
         (storage or model unavailable, no free slot): the caller backs off and tries again.
+        The download and every stage after it beat ``watch`` (``consumer.deadline``; a new
+        one when none is given), which counts among the analyzer's running ``watches``.
         """
         started = time.perf_counter()
+        watch = watch or JobWatch(self.analyzer.job_limits)
         try:
-            with reservation or self.analyzer.reserve() as held:
-                outcome = self._handle(request, progress, held)
+            with reservation or self.analyzer.reserve() as held, self.analyzer.watches.running(watch):
+                outcome = self._handle(request, progress, held, watch)
         except ServiceError as exc:
             if exc.retryable:
                 log.warning(
@@ -136,10 +145,10 @@ class EventJob:
                 )
                 raise
             log.info("job failed", extra=_job_fields(request, started, error_code=exc.code, error=exc.message))
-            return JobFailed(request.input, request.object, exc.code, exc.message)
-        except Exception as exc:  # a bug must not stop the consumer on this message forever
+            return JobFailed(request.input, request.object, exc.code, exc.public_message)
+        except Exception:  # a bug must not stop the consumer on this message forever
             log.exception("job crashed", extra=_job_fields(request, started))
-            return JobFailed(request.input, request.object, "internal_error", f"{type(exc).__name__}: {exc}")
+            return JobFailed(request.input, request.object, InternalError.code, InternalError.public_text)
         if isinstance(outcome, DiarizationCompleted):
             log.info("job done", extra=_job_fields(request, started, reused=outcome.document.get("reused", False)))
         return outcome
@@ -149,6 +158,7 @@ class EventJob:
         request: AudioJobRequested,
         progress: Callable[[JobProgressed], None] | None,
         reservation: Reservation,
+        watch: JobWatch,
     ) -> JobOutcome:
         if request.object.bucket not in self.allowed_buckets:
             raise AccessDeniedError(f"bucket {request.object.bucket!r} is not one this service reads")
@@ -177,9 +187,14 @@ class EventJob:
             unstored = self._unstored.get(location.json_key)
         if unstored is None or unstored.source != obj:
             throttle = _Throttle(self.events, request, progress)
-            with self.store.open(obj, limits.max_bytes) as audio:
+            with self.store.open(obj, limits.max_bytes, beat=watch.beat) as audio:
                 result = self.analyzer.analyze(
-                    audio, request.options, job_id=request.input.id, progress=throttle, reservation=reservation
+                    audio,
+                    request.options,
+                    job_id=request.input.id,
+                    progress=throttle,
+                    reservation=reservation,
+                    watch=watch,
                 )
             document = result_document(
                 request.input, obj, options, result, self.model_name, location, self.analyzer.engine.embedding_model

@@ -15,6 +15,12 @@ At-least-once, nothing lost:
   is not retried like an outage: the process exits non-zero and is restarted;
 - an input whose job was started ``MAX_ATTEMPTS`` times without an outcome (its consumer
   died each time) is answered ``too_many_attempts`` (``consumer.attempts``);
+- every job runs under a deadline (``consumer.deadline``): a job that stops making progress
+  (``JOB_STALL_SECONDS``) or outruns its budget cannot be killed, so the process stops
+  renewing its lease and exits with ``EXIT_JOB_OVERDUE``, uncommitted, to be restarted;
+  that start counts like any other that died;
+- nothing on the poll loop waits for the object store: attempt markers are read and written
+  in a job thread, leases renewed on a thread of their own (``attempts.LeaseKeeper``);
 - partitions are assigned cooperatively (``cooperative-sticky``): a member joining or
   leaving moves only the partitions it must, so an in-flight job keeps its partition;
 - a redelivered input is answered from its stored result object (see ``EventJob``)
@@ -39,10 +45,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from prometheus_client import Counter
 
 from consumer import codec
-from consumer.attempts import ANSWERED, LEASE_SECONDS, AttemptLog, StoredAttempts
+from consumer.attempts import ANSWERED, AttemptLog, LeaseKeeper, StoredAttempts
 from consumer.config import KafkaSettings, Settings, from_environment
+from consumer.deadline import JobWatch
 from consumer.errors import (
     EngineBrokenError,
+    InternalError,
     InvalidEventError,
     ServiceError,
     TooManyAttemptsError,
@@ -74,6 +82,7 @@ EXIT_KAFKA_FAILED = 3  # the exit status when the Kafka client failed for good
 _POLL_SECONDS = 0.2  # while a job runs: keeps the group membership and the heartbeat alive
 _PAUSE_AFTER_SECONDS = 2.0  # jobs running longer than this are polled for, partitions paused
 EXIT_ENGINE_BROKEN = 3  # the process's exit code when the engine broke (README: troubleshooting)
+EXIT_JOB_OVERDUE = 4  # the process's exit code when a job outran its deadline (consumer.deadline)
 
 
 # Produce errors that no retry can cure: the record is too large for the topic, or the
@@ -100,6 +109,11 @@ class _AnsweredElsewhere:
 
 
 ANSWERED_ELSEWHERE = _AnsweredElsewhere()
+
+
+class JobOverdueError(Exception):
+    """A job outran its deadline (``consumer.deadline``): its thread cannot be stopped, so the
+    process must exit non-zero, its input uncommitted and its start counted."""
 
 
 class KafkaClientFailedError(Exception):
@@ -176,8 +190,9 @@ class KafkaWorker:
         self._paused = False
         self.exit_code = 0  # what main() returns after run(): non-zero when the engine broke
         self._fatal: KafkaError | None = None
-        self._leases: list[InputRef] = []  # inputs of the message in hand whose starts are counted
-        self._lease_renewed = time.monotonic()
+        self._in_hand: list[InputRef] = []  # inputs of the message in hand whose starts are counted
+        self.leases = LeaseKeeper(attempts)
+        self._watch: JobWatch | None = None  # of the job running now
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -207,6 +222,7 @@ class KafkaWorker:
                     continue
                 self._process(message)
         finally:
+            self.leases.stop()
             self._consumer.close()
             self._producer.flush(self.kafka.publish_timeout_seconds)
             log.info("stopped")
@@ -214,22 +230,24 @@ class KafkaWorker:
     # --- one message ---------------------------------------------------------------------
 
     def _process(self, message: Message) -> None:
-        self._leases = []  # the inputs of this message whose starts are in the attempt log
+        self._in_hand = []  # the inputs of this message whose starts are in the attempt log
         try:
             try:
                 records = self._records(message)
+            except JobOverdueError:
+                raise
             except Exception as exc:  # a bug must not crash-loop the consumer on one message
                 # reached only when the message does not decode, or its answer cannot be built:
                 # an input that decodes is answered under its own id (see _records)
                 log.exception("unexpected error on a message; dead-lettered", extra=where(message))
                 MESSAGES.labels("dead_lettered").inc()
-                error = ServiceError(f"{type(exc).__name__}: {str(exc)[:500]}")
-                failed = JobFailed(coordinates(message), None, error.code, error.message)
+                error = InternalError(f"{type(exc).__name__}: {str(exc)[:500]}")
+                failed = JobFailed(coordinates(message), None, error.code, error.public_message)
                 records = [self._dead_letter_record(message, error), self._result_record(failed, key=message.key())]
             if records is not None and self._publish(records):
                 self._finish(message)
         finally:
-            self._leases = []
+            self._in_hand = []
 
     def _records(self, message: Message) -> list[Record] | None:
         """The records answering ``message``; ``None`` if shutdown abandoned one of its jobs."""
@@ -241,7 +259,7 @@ class KafkaWorker:
                 extra={**where(message), "error_code": exc.code, "error": exc.message},
             )
             MESSAGES.labels("dead_lettered").inc()
-            failed = JobFailed(coordinates(message), None, exc.code, exc.message)
+            failed = JobFailed(coordinates(message), None, exc.code, exc.public_message)
             return [self._dead_letter_record(message, exc), self._result_record(failed, key=message.key())]
         if not items:
             MESSAGES.labels("ignored").inc()
@@ -255,10 +273,12 @@ class KafkaWorker:
                     MESSAGES.labels("answered_elsewhere").inc()
                     continue
                 record = self._result_record(outcome)
+            except JobOverdueError:
+                raise
             except Exception as exc:  # a bug: answer this input under its own id, once
                 log.exception("unexpected error on a job", extra={**where(message), "event_id": item.input.id})
-                error = ServiceError(f"{type(exc).__name__}: {str(exc)[:500]}")
-                outcome = JobFailed(item.input, item.object, error.code, error.message)
+                error = InternalError(f"{type(exc).__name__}: {str(exc)[:500]}")
+                outcome = JobFailed(item.input, item.object, error.code, error.public_message)
                 record = self._result_record(outcome)
             records.append(record)
             MESSAGES.labels("completed" if not isinstance(outcome, JobFailed) else "failed").inc()
@@ -283,19 +303,26 @@ class KafkaWorker:
             return None
         if starts == ANSWERED:
             log.info("answered by the partition's previous owner", extra={"event_id": request.input.id})
-            self._leases.append(request.input)  # its marker goes with the commit
+            self._in_hand.append(request.input)  # its marker goes with the commit
             return ANSWERED_ELSEWHERE
-        self._leases.append(request.input)
-        self._lease_renewed = time.monotonic()
+        self._in_hand.append(request.input)
+        self.leases.hold(request.input)
         if starts > self.kafka.max_attempts:
             error = TooManyAttemptsError(
                 f"the job was started {starts - 1} times and never finished (at most {self.kafka.max_attempts})"
             )
             log.error("input failed after too many attempts", extra={"event_id": request.input.id, "starts": starts})
-            return JobFailed(request.input, request.object, error.code, error.message)
-        outcome = self._retrying(lambda: self.event_job.handle(request, progress=self._publish_progress), request.input)
+            return JobFailed(request.input, request.object, error.code, error.public_message)
+        watch = JobWatch(self.settings.jobs)
+        self._watch = watch
+        try:
+            outcome = self._retrying(
+                lambda: self.event_job.handle(request, progress=self._publish_progress, watch=watch), request.input
+            )
+        finally:
+            self._watch = None
         if outcome is None:  # a stop is not the input's fault: take this start back
-            self._leases.remove(request.input)
+            self._in_hand.remove(request.input)
             self._forget_start(request.input, starts - 1)
         return outcome
 
@@ -329,10 +356,10 @@ class KafkaWorker:
             # marker tells it the answer is out (or, failing that, it answers from the stored
             # result, under the same id).
             log.warning("partition moved during the job; left to its new owner", extra=where(message))
-            for ref in self._leases:
+            for ref in self._in_hand:
                 self._best_effort(self.attempts.answered, ref)
             return
-        for ref in list(self._leases):
+        for ref in list(self._in_hand):
             if self._retrying(partial(self._settle, ref), ref) is None:
                 return
         self._commit(message)
@@ -341,6 +368,7 @@ class KafkaWorker:
         return (message.topic(), message.partition()) in {(p.topic, p.partition) for p in self._consumer.assignment()}
 
     def _settle(self, ref: InputRef) -> bool:
+        self.leases.release(ref)
         self.attempts.settle(ref)
         return True
 
@@ -348,17 +376,19 @@ class KafkaWorker:
         self._best_effort(lambda r: self.attempts.settle(r, starts), ref)
 
     def _best_effort(self, action: Callable[[InputRef], None], ref: InputRef) -> None:
-        try:
+        """``action(ref)`` on a marker, off the poll loop; a failure is logged, not retried."""
+
+        def act() -> None:
+            self.leases.release(ref)
             action(ref)
+
+        try:
+            if self._stopping.is_set():
+                act()  # shutting down: there is nothing left to poll for
+            else:
+                self._while_polling(act)
         except ServiceError as exc:  # the marker stays as it was: at worst one count too many
             log.warning("attempt marker not updated", extra={"event_id": ref.id, "error": exc.message})
-
-    def _renew_leases(self) -> None:
-        """Keep the starts of the jobs in hand alive (``attempts.LEASE_SECONDS``)."""
-        if self._leases and time.monotonic() - self._lease_renewed > LEASE_SECONDS / 3:
-            self._lease_renewed = time.monotonic()
-            for ref in self._leases:
-                self._best_effort(self.attempts.renew, ref)
 
     # --- publishing and committing -------------------------------------------------------
 
@@ -451,6 +481,7 @@ class KafkaWorker:
             try:
                 while thread.is_alive():
                     self._poll_paused()
+                    self._raise_if_overdue()
                     if self._stopping.is_set() and time.monotonic() > self._grace_deadline:
                         raise _Abandoned()
                     thread.join(_POLL_SECONDS)
@@ -477,9 +508,15 @@ class KafkaWorker:
         self._poll_paused()
         return True
 
+    def _raise_if_overdue(self) -> None:
+        watch = self._watch
+        reason = watch.overdue() if watch is not None else None
+        if reason is not None:
+            self.leases.stop()  # the next owner may take the input over once the lease lapses
+            raise JobOverdueError(reason)
+
     def _poll_paused(self) -> None:
         self.heartbeat.beat()
-        self._renew_leases()
         message = self._consumer.poll(0)
         if message is None or message.error() is not None:
             return
@@ -577,7 +614,6 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     log.info("starting Kafka consumer", extra={"settings": settings.describe(), "pid": os.getpid()})
 
-    from consumer.storage import ObjectStore
     from consumer.wiring import build_service, load_model
 
     service = build_service(settings)
@@ -592,9 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     probes.start()
     owner = settings.kafka.group_instance_id or f"{socket.gethostname()}-{os.getpid()}"
-    attempts = StoredAttempts(
-        ObjectStore(settings.storage).client, settings.storage.results_bucket, owner, health=service.store_health
-    )
+    attempts = StoredAttempts(service.store, owner)
     worker = KafkaWorker(settings, service.event_job, attempts, heartbeat)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
@@ -611,6 +645,9 @@ def main(argv: list[str] | None = None) -> int:
     except KafkaClientFailedError as exc:
         log.critical("exiting: the Kafka client failed for good", extra={"error": str(exc)})
         return EXIT_KAFKA_FAILED
+    except JobOverdueError as exc:
+        log.critical("exiting: a job outran its deadline; its input is left uncommitted", extra={"error": str(exc)})
+        return EXIT_JOB_OVERDUE
     finally:
         probes.close()
     return worker.exit_code

@@ -139,9 +139,10 @@ class ObjectStore:
         )
 
     @contextmanager
-    def open(self, ref: ObjectRef, max_bytes: int) -> Iterator[IO[bytes]]:
+    def open(self, ref: ObjectRef, max_bytes: int, beat: Callable[[], None] | None = None) -> Iterator[IO[bytes]]:
         """The bytes of the object version ``stat`` returned, as a seekable file, up to ``max_bytes``.
 
+        ``beat`` is called after every chunk received (the job is alive: ``consumer.deadline``).
         Raises ``ObjectChangedError`` when the object was replaced since (its etag differs).
         """
         # pinned: the result is stored as computed from this etag, so it must be these bytes
@@ -159,6 +160,8 @@ class ObjectStore:
                     if received > max_bytes:
                         raise PayloadTooLargeError(f"the object is larger than {max_bytes} bytes")
                     sink.write(chunk)
+                    if beat is not None:
+                        beat()
             except OSError as exc:
                 raise self._failed("audio", _os_error(exc)) from exc
             except (urllib3.exceptions.HTTPError, ssl.SSLError) as exc:
@@ -242,6 +245,37 @@ class ObjectStore:
             "result write",
         )
 
+    # --- attempt markers (consumer.attempts) ---------------------------------------------
+
+    def read_marker(self, key: str) -> bytes | None:
+        """The small object ``key`` of the results bucket, or None when there is none."""
+        bucket = self.settings.results_bucket
+        try:
+            response = self._call(lambda: self.client.get_object(bucket, key), ObjectRef(bucket, key), "attempt marker")
+        except ObjectNotFoundError:
+            return None
+        try:
+            return bytes(response.read())
+        except (urllib3.exceptions.HTTPError, ssl.SSLError, OSError) as exc:
+            error = StorageUnavailableError(f"reading {key} failed: {exc}")
+            raise self._failed("attempt marker", error) from exc
+        finally:
+            self._close(response)
+
+    def write_marker(self, key: str, body: bytes) -> None:
+        """Write the small JSON object ``key`` of the results bucket."""
+        bucket = self.settings.results_bucket
+        self._call(
+            lambda: self.client.put_object(bucket, key, io.BytesIO(body), len(body), content_type="application/json"),
+            ObjectRef(bucket, key),
+            "attempt marker",
+        )
+
+    def remove_marker(self, key: str) -> None:
+        """Remove the object ``key`` of the results bucket (nothing happens when there is none)."""
+        bucket = self.settings.results_bucket
+        self._call(lambda: self.client.remove_object(bucket, key), ObjectRef(bucket, key), "attempt marker")
+
     # --- error mapping -------------------------------------------------------------------
 
     def _call(self, action: Callable[[], T], ref: ObjectRef, use: Use) -> T:
@@ -319,15 +353,21 @@ def _os_error(exc: OSError) -> ServiceError:
     return StorageUnavailableError(f"I/O error: {exc}")
 
 
+# Every call's worst case: connect, then at most READ_TIMEOUT_SECONDS waiting for each piece of
+# the answer, once. Well below the consumer's liveness timeout (LIVENESS_TIMEOUT_SECONDS, 60):
+# a store that accepts connections and never answers costs a call 20 s, not minutes.
+CONNECT_TIMEOUT_SECONDS = 5.0
+READ_TIMEOUT_SECONDS = 15.0
+
+
 def _client(settings: StorageSettings) -> Minio:
-    """A MinIO client with short timeouts and few retries: the caller owns backoff."""
+    """A MinIO client with short timeouts and no retries of its own: the caller owns backoff."""
     http = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=5, read=60),
-        # MinIO answers 503 with Retry-After: 60 while it starts or stops; obeying it would
-        # stall a call for minutes, invisibly. Fail fast: the caller's backoff takes over.
-        retries=urllib3.Retry(
-            total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504), respect_retry_after_header=False
-        ),
+        timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS),
+        # No client retries: urllib3's own (with a 60 s read timeout) let one call block for
+        # 181 s against a store that never answers. MinIO answers 503 with Retry-After: 60
+        # while it starts or stops; every caller retries the service's errors with its backoff.
+        retries=False,
         maxsize=8,
         cert_reqs="CERT_REQUIRED" if settings.secure else "CERT_NONE",
         ca_certs=settings.ca_bundle or certifi.where(),

@@ -26,7 +26,12 @@ class Service:
     engine: Engine
     analyzer: Analyzer
     event_job: EventJob
-    store_health: StoreHealth
+    store: ObjectStore
+
+    @property
+    def store_health(self) -> StoreHealth:
+        """Whether the object store serves the service's calls (for ``/ready``)."""
+        return self.store.health
 
 
 def build_service(settings: Settings, max_pending: int | None = None) -> Service:
@@ -36,7 +41,7 @@ def build_service(settings: Settings, max_pending: int | None = None) -> Service
     """
     tune_allocator()
     engine = PyannoteEngine(settings.engine)
-    analyzer = Analyzer(engine, settings.audio, max_pending=max_pending)
+    analyzer = Analyzer(engine, settings.audio, max_pending=max_pending, job_limits=settings.jobs)
     store = ObjectStore(settings.storage)
     event_job = EventJob(
         analyzer,
@@ -46,7 +51,7 @@ def build_service(settings: Settings, max_pending: int | None = None) -> Service
         model_name=model_name(settings.engine.model),
         model_fingerprint=cached(lambda: model_fingerprint(settings.engine.model)),
     )
-    return Service(engine, analyzer, event_job, store.health)
+    return Service(engine, analyzer, event_job, store)
 
 
 def load_model(engine: Engine) -> bool:

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from consumer.errors import ServiceError
+from consumer.errors import InternalError, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
-        return error_response(exc.http_status, exc.code, exc.message)
+        if exc.detail_is_internal:
+            log.warning("answered with an error", extra={"error_code": exc.code, "error": exc.message})
+        return error_response(exc.http_status, exc.code, exc.public_message)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -55,4 +57,4 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error")
-        return error_response(500, "internal_error", "internal error; see the service log")
+        return error_response(500, InternalError.code, InternalError.public_text)

@@ -18,11 +18,11 @@ from dataclasses import replace
 from flask import Blueprint, Response, g, jsonify, request
 
 from consumer.engine.pyannote_engine import model_name
-from consumer.errors import InvalidVoiceprintError
+from consumer.errors import InvalidVoiceprintError, TooManyVoiceprintsError
 from consumer.formats import diarization_json, rttm_uri, segment
 from consumer.options import ALL_TASKS, JobOptions
 from consumer.transcript import to_json
-from consumer.voiceprints import KnownSpeakers, Voiceprint, known_speakers, parse_voiceprint
+from consumer.voiceprints import MAX_VOICEPRINTS, KnownSpeakers, Voiceprint, known_speakers, parse_voiceprint
 from http_shim import api, outputs
 from http_shim.state import state
 
@@ -68,6 +68,8 @@ def known_speakers_from_form() -> KnownSpeakers:
             f"give one known_speaker_references[] per known_speaker_names[] ({len(names)} names, "
             f"{len(references)} references)"
         )
+    if len(names) > MAX_VOICEPRINTS:  # before any clip is enrolled: each costs an engine run
+        raise TooManyVoiceprintsError(f"at most {MAX_VOICEPRINTS} voiceprints per job, got {len(names)}")
     return known_speakers([(name, _reference(name, ref)) for name, ref in zip(names, references, strict=True)])
 
 

@@ -19,10 +19,15 @@ def _engine() -> Engine:
 
 
 @blueprint.get("/health")
-def health() -> Response:
-    """Liveness: the process answers. Reports whether the model is loaded and where it runs."""
+def health() -> tuple[Response, int]:
+    """Liveness: the process answers and no job is stuck (``consumer.deadline``): 503 when one
+    has outrun its deadline, so that the container is restarted. Reports whether the model is
+    loaded and where it runs."""
     engine = _engine()
-    return jsonify(status="healthy", model_loaded=engine.ready, device=engine.device)
+    stuck = state().analyzer.watches.overdue()
+    if stuck is not None:
+        return jsonify(status="stuck", model_loaded=engine.ready, device=engine.device, error=stuck), 503
+    return jsonify(status="healthy", model_loaded=engine.ready, device=engine.device), 200
 
 
 @blueprint.get("/ready")

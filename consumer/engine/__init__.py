@@ -93,7 +93,8 @@ class EngineResult:
 
 
 ProgressCallback = Callable[[float], None]
-"""Called from the inference thread with the fraction done, in [0, 1]."""
+"""Called from the inference thread with the fraction done, in [0, 1], after every batch and at
+every stage's end (with the same fraction when nothing new is done): the job's heartbeat too."""
 
 
 class Engine(Protocol):

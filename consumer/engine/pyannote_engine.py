@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from itertools import pairwise
@@ -245,6 +245,7 @@ class PyannoteEngine:
         captured: dict[str, Any] = {}
         # when each stage's final artefact came out (the progress calls carry a total)
         ended = {"start": time.perf_counter()}
+        done = [0.0]  # the fraction reported last
 
         def hook(
             step: str, artefact: Any, file: Any = None, total: int | None = None, completed: int | None = None
@@ -254,9 +255,11 @@ class PyannoteEngine:
             if step == "speaker_counting":
                 # copied: the pipeline later caps this count in place
                 captured["count"] = type(artefact)(artefact.data.copy(), artefact.sliding_window)
-            if progress is not None and total:
+            if total:
                 share = (0.0, _SEGMENTATION_SHARE) if step == "segmentation" else (_SEGMENTATION_SHARE, 1.0)
-                progress(share[0] + (share[1] - share[0]) * (completed or 0) / total)
+                done[0] = share[0] + (share[1] - share[0]) * (completed or 0) / total
+            if progress is not None:  # every call, stage ends too: the job's heartbeat (consumer.deadline)
+                progress(done[0])
 
         output = self._pipeline(
             file,
@@ -284,7 +287,7 @@ class PyannoteEngine:
             self._centroids = {
                 label: np.asarray(c, dtype=np.float32) for label, c in zip(labels, centroids, strict=True)
             }
-            confidences = list(self._confidences(file, tracks, labels, centroids))
+            confidences = list(self._confidences(file, tracks, labels, centroids, lambda: hook("confidence", None)))
         self._stages = replace(self._stages, confidence=time.perf_counter() - scored)
         turns = tuple(
             SpeakerTurn(round(segment.start, 3), round(segment.end, 3), label, confidence)
@@ -293,9 +296,15 @@ class PyannoteEngine:
         return turns, self._speech_regions(captured["count"])
 
     def _confidences(
-        self, file: dict[str, Any], tracks: list[tuple[Any, str]], labels: list[str], centroids: np.ndarray
+        self,
+        file: dict[str, Any],
+        tracks: list[tuple[Any, str]],
+        labels: list[str],
+        centroids: np.ndarray,
+        beat: Callable[[], None],
     ) -> list[float]:
-        """Each track's confidence: its middle embedded and compared with the centroids (``confidence``)."""
+        """Each track's confidence: its middle embedded and compared with the centroids (``confidence``);
+        ``beat`` after every batch."""
         import torch
 
         embedding = self._pipeline._embedding
@@ -318,15 +327,20 @@ class PyannoteEngine:
                 waveforms[i, 0, : len(piece)] = piece
                 masks[i, : len(piece)] = 1.0
             embeddings[first : first + len(group)] = embedding(waveforms, masks=masks)
+            beat()
         index = {label: i for i, label in enumerate(labels)}
         return turn_confidences(embeddings, [index[label] for _, label in tracks], np.asarray(centroids))
 
     def _detect_speech(self, file: dict[str, Any], progress: ProgressCallback | None) -> tuple[SpeechRegion, ...]:
         pipeline = self._pipeline
 
+        done = [0.0]
+
         def hook(step: str, artefact: Any, total: int | None = None, completed: int | None = None) -> None:
-            if progress is not None and total:
-                progress(0.95 * (completed or 0) / total)
+            if total:
+                done[0] = 0.95 * (completed or 0) / total
+            if progress is not None:
+                progress(done[0])
 
         started = time.perf_counter()
         segmentations = pipeline.get_segmentations(file, hook=hook)

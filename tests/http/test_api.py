@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import threading
 import time
 
@@ -206,6 +207,9 @@ def test_model_that_failed_to_load_is_reported_by_ready(settings):
     # and the API says why it cannot serve, not that the model is still loading
     response = client.post("/v1/diarize", data=_upload(encode(tone(1))), content_type="multipart/form-data")
     assert (response.status_code, _error(response)) == (503, "model_load_failed")
+    # probes and answers are public (the Route): the path and the exception's text stay in the log
+    assert "/nonexistent" not in json.dumps(body) and "/nonexistent" not in response.get_data(as_text=True)
+    assert "/nonexistent" in engine.error.message
 
 
 def test_requests_beyond_the_queue_are_shed_with_503(engine, settings, sample_bytes):

@@ -15,6 +15,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import soundfile as sf
+from prometheus_client import REGISTRY
 
 import schemas
 from http_shim import create_app
@@ -203,3 +204,20 @@ def test_unusable_enrolment_clips_are_refused_with_their_code(client):
         content_type="multipart/form-data",
     )
     assert (response.status_code, response.get_json()["error"]["code"]) == (422, "voiceprint_too_short")
+
+
+def test_too_many_data_url_references_are_refused_before_any_is_enrolled(client, clips, meeting):
+    clip_url = "data:audio/wav;base64," + base64.b64encode(clips["ada"]).decode()
+    runs = REGISTRY.get_sample_value("diarization_jobs_total", {"task": "diarization", "outcome": "completed"})
+    response = client.post(
+        "/v1/audio/diarization",
+        data={
+            "file": (io.BytesIO(meeting.wav.read_bytes()), "meeting.wav"),
+            "known_speaker_names[]": [f"person {i}" for i in range(200)],
+            "known_speaker_references[]": [clip_url] * 200,
+        },
+        content_type="multipart/form-data",
+    )
+    assert (response.status_code, response.get_json()["error"]["code"]) == (400, "too_many_voiceprints")
+    after = REGISTRY.get_sample_value("diarization_jobs_total", {"task": "diarization", "outcome": "completed"})
+    assert after == runs, "clips were enrolled (engine runs) before the count was checked"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from minio import Minio
 
 from consumer.attempts import ANSWERED, LEASE_SECONDS, StoredAttempts, marker_key
+from consumer.config import Settings
 from consumer.errors import RunningElsewhereError, StorageUnavailableError
 from consumer.events import InputRef
+from consumer.storage import ObjectStore
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -22,8 +24,12 @@ class Clock:
         return self.now
 
 
+def _store(env: dict[str, str]) -> ObjectStore:
+    return ObjectStore(Settings.from_env(env).storage)
+
+
 def _log(stack, owner: str, clock: Clock) -> StoredAttempts:
-    return StoredAttempts(stack.minio(), stack.env["S3_RESULTS_BUCKET"], owner, clock=clock)
+    return StoredAttempts(_store(stack.env), owner, clock=clock)
 
 
 def _exists(stack, ref: InputRef) -> bool:
@@ -73,7 +79,7 @@ def test_a_lease_not_renewed_belongs_to_a_dead_consumer_and_counts(stack):
 
 def test_an_unreachable_store_is_retryable(stack):
     ref = InputRef("in", "/tests", "dev.diarization.audio.uploaded")
-    unreachable = StoredAttempts(Minio("127.0.0.1:9", secure=False), "diarization-results", "pod-a")
+    unreachable = StoredAttempts(_store({**stack.env, "S3_ENDPOINT": f"127.0.0.1:{free_port()}"}), "pod-a")
     with pytest.raises(StorageUnavailableError) as caught:
         unreachable.begin(ref)
     assert caught.value.retryable
