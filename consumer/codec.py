@@ -42,6 +42,7 @@ from consumer.events import (
     ObjectRef,
     is_acceptable_key,
 )
+from consumer.formats import summarized
 from consumer.options import OPTION_NAMES, JobOptions, parse_options
 
 TYPE_UPLOADED = "dev.diarization.audio.uploaded"
@@ -241,6 +242,30 @@ def _options_from_metadata(metadata: Mapping[str, str]) -> JobOptions:
 
 
 # --- outputs -------------------------------------------------------------------------------
+
+
+# Room left for a result event's envelope (CloudEvent attributes or headers, an object key of
+# at most 1024 characters, a transport's framing) when deciding from the size of its data
+# whether it fits.
+ENVELOPE_ALLOWANCE = 16 * 1024
+
+
+def fitted(item: JobOutcome | JobProgressed, max_bytes: int) -> JobOutcome | JobProgressed:
+    """``item`` as every door publishes it into a message of at most ``max_bytes``: one rule.
+
+    A completed event whose data would leave less than ``ENVELOPE_ALLOWANCE`` of ``max_bytes``
+    carries ``formats.summarized`` data instead of every segment (the result objects it names
+    hold them all). The choice depends only on the result and the input, never on
+    ``reused``, so every answer to one input says the same.
+    """
+    if not isinstance(item, DiarizationCompleted):
+        return item
+    # a reused answer differs only in its "reused" flag: measure the data without it
+    fresh = DiarizationCompleted(item.request, {**item.document, "reused": False})
+    event, _ = _event(fresh, "/")  # the data does not depend on the source
+    if len(ce_http.to_binary(event, _FORMAT).body) <= max_bytes - ENVELOPE_ALLOWANCE:  # binary mode: the data
+        return item
+    return DiarizationCompleted(item.request, summarized(item.document))
 
 
 def completed_data(outcome: DiarizationCompleted) -> dict[str, Any]:

@@ -189,6 +189,9 @@ class ReceiverSettings:
     always_async: bool = env("RECEIVER_ASYNC", False)
     dedup_window_seconds: float = env("DEDUP_WINDOW_SECONDS", 600.0)
     max_event_bytes: int = env("EVENT_MAX_BYTES", 1024 * 1024, minimum=1024)
+    # the largest result event the receiver sends (reply or K_SINK): a KafkaSink's producer
+    # refuses records over 1 MiB by default; larger results are summarized (codec.fitted)
+    max_result_bytes: int = env("RECEIVER_RESULT_MAX_BYTES", 1024 * 1024, minimum=64 * 1024)
     enabled: bool = env("RECEIVER_ENABLED", False)  # POST /: on in the cluster-local events Service only
     # Sender authentication on POST / (http_shim.sender_auth): a shared bearer token, and/or
     # Knative Eventing's OIDC tokens checked against the issuer's keys and a list of allowed

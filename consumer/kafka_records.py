@@ -7,7 +7,7 @@ Every record is built to fit ``max_bytes``, the largest record batch a topic tak
 ``max.message.bytes``, Kafka's default 1048588) and the producer's ``message.max.bytes``:
 a record that does not fit is refused for good (``MSG_SIZE_TOO_LARGE``), so retrying it
 could never succeed. A dead letter keeps as much of the message as fits; a completed
-event whose segments would not fit carries a summary instead (``formats.summarized``).
+event whose segments would not fit carries a summary instead (``codec.fitted``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from typing import Protocol
 
 from consumer import codec
 from consumer.errors import ServiceError
-from consumer.events import DiarizationCompleted, InputRef, JobOutcome, JobProgressed
-from consumer.formats import summarized
+from consumer.events import InputRef, JobOutcome, JobProgressed
 
 Headers = list[tuple[str, str | bytes | None]]
 """Record headers as confluent-kafka takes them."""
@@ -31,9 +30,6 @@ DEFAULT_MAX_BYTES = 1_048_588  # Kafka's default max.message.bytes (1 MiB + 12)
 _BATCH_OVERHEAD = 61
 _RECORD_OVERHEAD = 36
 _HEADER_OVERHEAD = 10
-# Room left for a result event's headers and key (CloudEvent attributes, an object key of
-# at most 1024 characters) when deciding from the size of its data whether to summarize.
-_ENVELOPE_ALLOWANCE = 16 * 1024
 _KEPT_KEY_BYTES = 1024  # a dead letter whose key alone would not fit keeps this much of it
 
 
@@ -92,18 +88,11 @@ def result_record(
 ) -> Record:
     """The result (or progress) event; ``key`` stands in for an event without an object.
 
-    A completed event whose data would leave less than ``_ENVELOPE_ALLOWANCE`` of
-    ``max_bytes`` carries ``formats.summarized`` data instead of every segment. The choice
-    depends only on the result and the input, never on ``reused``, so every answer to one
-    input says the same thing. Raises ``RecordTooLargeError`` if even that does not fit.
+    Fitted to ``max_bytes`` by the one rule every door follows (``codec.fitted``: a summary
+    instead of every segment when the data would not fit). Raises ``RecordTooLargeError``
+    if even that does not fit.
     """
-    record = _encoded(topic, item, source, key)
-    if isinstance(item, DiarizationCompleted):
-        # a reused answer differs only in its "reused" flag: measure the data without it
-        fresh = item if not item.document.get("reused") else _with_document(item, {**item.document, "reused": False})
-        measured = record if fresh is item else _encoded(topic, fresh, source, key)
-        if len(measured.value) > max_bytes - _ENVELOPE_ALLOWANCE:
-            record = _encoded(topic, _with_document(item, summarized(item.document)), source, key)
+    record = _encoded(topic, codec.fitted(item, max_bytes), source, key)
     if record_size(record) > max_bytes:
         raise RecordTooLargeError(f"the {type(item).__name__} record has about {record_size(record)} bytes")
     return record
@@ -113,10 +102,6 @@ def _encoded(topic: str, item: JobOutcome | JobProgressed, source: str, key: byt
     payload = codec.encode_kafka(item, source)
     headers: Headers = list(payload.headers)
     return Record(topic, payload.key or key, payload.value, headers)
-
-
-def _with_document(item: DiarizationCompleted, document: dict[str, object]) -> DiarizationCompleted:
-    return DiarizationCompleted(item.request, document)
 
 
 def dead_letter_record(

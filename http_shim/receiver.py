@@ -57,7 +57,7 @@ from consumer.errors import (
     UnsupportedEventError,
 )
 from consumer.event_job import EventJob
-from consumer.events import AudioJobRequested, JobFailed, JobOutcome
+from consumer.events import AudioJobRequested, DiarizationCompleted, JobFailed, JobOutcome, JobProgressed
 from consumer.retry import Backoff
 from http_shim.errors import error_response
 from http_shim.sender_auth import SenderAuth
@@ -72,6 +72,9 @@ UNDELIVERED = Counter(
     "Accepted events whose result never reached K_SINK before shutdown (logged with their result objects)",
 )
 MAX_DEDUP_ENTRIES = 10_000
+# Results kept for answering duplicates, in all: beyond it the oldest finished events leave the
+# window early (a duplicate of one is answered from its stored result, without the model).
+MAX_KEPT_RESULT_BYTES = 64 * 1024 * 1024
 _BACKOFF = Backoff(max_seconds=60.0)
 
 Item = AudioJobRequested | JobFailed
@@ -110,7 +113,8 @@ class _Delivery:
     done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     sending: threading.Lock = field(default_factory=threading.Lock)  # one POST to the sink at a time
-    outcome: JobOutcome | None = None
+    outcome: JobOutcome | None = None  # as sent: fitted to RECEIVER_RESULT_MAX_BYTES (codec.fitted)
+    size: int = 0  # bytes of the outcome's data, counted against MAX_KEPT_RESULT_BYTES
     error: ServiceError | None = None
     detached: bool = False  # answered 202 while running: the job must reach the sink on its own
     sent: bool = False  # the outcome reached the sink
@@ -125,10 +129,13 @@ class Receiver:
         settings: Settings,
         backoff: Backoff = _BACKOFF,
         max_entries: int = MAX_DEDUP_ENTRIES,
+        max_kept_bytes: int = MAX_KEPT_RESULT_BYTES,
     ) -> None:
         self.event_job = event_job
         self.backoff = backoff
         self.max_entries = max_entries
+        self.max_kept_bytes = max_kept_bytes
+        self._kept_bytes = 0
         self.settings: ReceiverSettings = settings.receiver
         self.source = settings.events.source
         self.auth = SenderAuth.from_settings(settings.receiver)
@@ -215,8 +222,12 @@ class Receiver:
         EVENTS.labels("replied").inc()
         outcome = done[0].outcome
         assert outcome is not None
-        reply = codec.encode_http(outcome, self.source)
+        reply = self._encoded(outcome)
         return Response(reply.body, status=200, headers=reply.headers)
+
+    def _encoded(self, outcome: JobOutcome) -> codec.HttpPayload:
+        """The result event as sent (outcomes are kept fitted to ``RECEIVER_RESULT_MAX_BYTES``)."""
+        return codec.encode_http(outcome, self.source)
 
     @staticmethod
     def _retry(error: ServiceError) -> Response:
@@ -240,7 +251,7 @@ class Receiver:
             if len(self._deliveries) >= self.max_entries:
                 raise BusyError("too many events are still running; retry later")
             delivery = _Delivery(key)
-            if isinstance(item, JobFailed):
+            if isinstance(item, JobFailed):  # a few hundred bytes: not counted
                 delivery.outcome = item
                 delivery.done.set()
             else:
@@ -250,25 +261,45 @@ class Receiver:
             return delivery
 
     def _evict(self) -> None:
-        """Drop finished entries older than the window, then the oldest finished ones past the bound.
+        """Drop finished entries older than the window, then the oldest finished ones past the
+        bounds (``max_entries`` entries, ``max_kept_bytes`` of results). Call with ``_guard`` held.
 
         Running entries are skipped, never waited for: a job stuck on retries cannot pin the map.
         """
         horizon = time.monotonic() - self.settings.dedup_window_seconds
         doomed: list[DedupKey] = []
+        freed = 0
         for key, delivery in self._deliveries.items():
-            over = len(self._deliveries) - len(doomed) >= self.max_entries
+            over = (
+                len(self._deliveries) - len(doomed) >= self.max_entries
+                or self._kept_bytes - freed > self.max_kept_bytes
+            )
             if delivery.created >= horizon and not over:
                 break  # entries are in creation order: the rest are younger
             if delivery.done.is_set():
                 doomed.append(key)
+                freed += delivery.size
         for key in doomed:
-            del self._deliveries[key]
+            self._drop(key)
+
+    def _drop(self, key: DedupKey) -> None:
+        self._kept_bytes -= self._deliveries.pop(key).size
 
     def _forget(self, delivery: _Delivery) -> None:
         with self._guard:
             if self._deliveries.get(delivery.key) is delivery:
-                del self._deliveries[delivery.key]
+                self._drop(delivery.key)
+
+    def _keep(self, delivery: _Delivery, outcome: JobOutcome) -> None:
+        """Set the delivery's outcome as it will be sent, and count its size (takes ``_guard``)."""
+        fitted = codec.fitted(outcome, self.settings.max_result_bytes)
+        assert not isinstance(fitted, JobProgressed)
+        delivery.outcome = fitted
+        delivery.size = len(
+            json.dumps(codec.completed_data(fitted) if isinstance(fitted, DiarizationCompleted) else {})
+        )
+        with self._guard:
+            self._kept_bytes += delivery.size
 
     # --- one job ---------------------------------------------------------------------------
 
@@ -297,7 +328,7 @@ class Receiver:
                         delivery.done.set()
                     return
         with delivery.lock:
-            delivery.outcome = outcome
+            self._keep(delivery, outcome)
             delivery.done.set()
             detached = delivery.detached
         if detached:
@@ -311,7 +342,7 @@ class Receiver:
         with delivery.sending:
             if delivery.sent:
                 return
-            event = codec.encode_http(delivery.outcome, self.source)
+            event = self._encoded(delivery.outcome)
             try:
                 response = self._http.request("POST", self.settings.sink, body=event.body, headers=event.headers)
             except urllib3.exceptions.HTTPError as exc:

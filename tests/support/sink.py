@@ -18,9 +18,13 @@ class Received:
 
 
 class EventSink:
-    """Answers every POST with ``status`` (which a test may change: a sink down, then up) and keeps what it got."""
+    """Answers every POST with ``status`` (which a test may change: a sink down, then up) and keeps what it got.
 
-    def __init__(self, status: int = 202) -> None:
+    ``max_body``: bodies larger than this are answered 503, as a KafkaSink answers an event its
+    producer cannot write (its records are limited to 1 MiB by default).
+    """
+
+    def __init__(self, status: int = 202, max_body: int | None = None) -> None:
         self.received: list[Received] = []
         self.status = status
         sink = self
@@ -28,7 +32,7 @@ class EventSink:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status = sink.status
+                status = 503 if max_body is not None and len(body) > max_body else sink.status
                 sink.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body, status))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")

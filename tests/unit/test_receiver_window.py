@@ -18,8 +18,9 @@ from consumer.config import Settings
 from consumer.errors import BusyError, StorageUnavailableError
 from consumer.events import AudioJobRequested, DiarizationCompleted, JobOutcome
 from consumer.retry import Backoff
-from http_shim.receiver import MAX_DEDUP_ENTRIES, Receiver
+from http_shim.receiver import MAX_DEDUP_ENTRIES, MAX_KEPT_RESULT_BYTES, Receiver
 from tests.support.credentials import RECEIVER_TOKEN
+from tests.support.dense_result import dense_completed
 from tests.support.knative_delivery import is_binary_cloudevent
 from tests.support.sink import EventSink
 
@@ -265,3 +266,41 @@ def test_a_sink_that_comes_back_gets_the_result(app: Flask) -> None:
         assert [e.headers["ce-subject"] for e in sink.accepted] == ["audio/later.wav"]
     finally:
         sink.close()
+
+
+def test_a_dense_four_hour_result_reaches_a_sink_that_refuses_bodies_over_1_mib(app: Flask) -> None:
+    """The receiver follows the Kafka door's size rule (codec.fitted): a summary, not a retry loop."""
+    dense = dense_completed(12_500)
+    assert len(json.dumps(dense.document)) > 1024 * 1024  # every segment would not fit
+    jobs = ScriptedJobs()
+    jobs.scripts["long/4h-meeting.wav"] = lambda request: DiarizationCompleted(request, dense.document)
+    sink = EventSink(max_body=1024 * 1024)
+    try:
+        receiver = receiver_with(jobs, K_SINK=sink.url)
+        assert answer(receiver, event("dense-1", "long/4h-meeting.wav")).status_code == 202
+        [delivered] = sink.accepted
+        data = json.loads(delivered.body)
+        assert len(delivered.body) <= 1024 * 1024 and "segments" not in data
+        assert data["summary"]["segments"] == 12_500 and data["results"] == dense.document["results"]
+        # and as the reply to a Broker (no sink): the same rule
+        replied = answer(receiver_with(jobs), event("dense-2", "long/4h-meeting.wav"))
+        assert replied.status_code == 200 and json.loads(replied.get_data())["summary"]["segments"] == 12_500
+    finally:
+        sink.close()
+
+
+def test_the_window_keeps_results_within_its_byte_bound(app: Flask) -> None:
+    """Large results leave the window early; a duplicate of one is run again (from its stored result)."""
+    big = dense_completed(9_000).document  # fits a result event whole: about 0.9 MB kept each
+    jobs = ScriptedJobs()
+    receiver = receiver_with(jobs)
+    for index in range(100):
+        key = f"big-{index}.wav"
+        jobs.scripts[key] = lambda request, document=big: DiarizationCompleted(request, document)
+        assert answer(receiver, event(f"big-{index}", key)).status_code == 200
+        assert receiver._kept_bytes <= MAX_KEPT_RESULT_BYTES + 1024 * 1024
+    assert receiver.entries < 100
+    assert answer(receiver, event("big-0", "big-0.wav")).status_code == 200
+    assert jobs.calls["big-0.wav"] == 2  # left the window: answered again, not from memory
+    assert answer(receiver, event("big-99", "big-99.wav")).status_code == 200
+    assert jobs.calls["big-99.wav"] == 1  # still in the window
