@@ -363,7 +363,8 @@ class S3Proxy:
     Forwarding is byte for byte, so S3 signatures (which cover the Host header the client
     sent, the proxy's address) stay valid. While ``unavailable`` is set, every new request
     is answered ``503 XMinioServerNotInitialized`` with ``Retry-After: 60``: what MinIO
-    itself answers while it starts or shuts down.
+    itself answers while it starts or shuts down. While ``silent`` is set, the store accepts
+    connections and requests and never answers any (new or kept-alive connections alike).
     """
 
     RETRY_AFTER = 60
@@ -372,6 +373,7 @@ class S3Proxy:
         host, port = upstream.rsplit(":", 1)
         self.upstream = (host, int(port))
         self.unavailable = threading.Event()
+        self.silent = threading.Event()
         self.refused = 0  # requests answered 503
         self._server = socket.create_server(("127.0.0.1", 0))
         self._server.settimeout(0.5)
@@ -444,7 +446,8 @@ class S3Proxy:
         def pump(source: socket.socket, sink: socket.socket) -> None:
             try:
                 while chunk := source.recv(65536):
-                    sink.sendall(chunk)
+                    if not self.silent.is_set():  # silent: requests are swallowed, never answered
+                        sink.sendall(chunk)
             except OSError:
                 pass
             finally:
