@@ -40,8 +40,9 @@ from pyannote.metrics.diarization import DiarizationErrorRate
 from score_der import Case, generated_cases, hypothesis, train_cases
 
 from consumer.config import Settings
+from consumer.engine.identity import identify, make_voiceprint
 from consumer.options import JobOptions
-from consumer.voiceprints import KnownSpeakers, identify, known_speakers, make_voiceprint
+from consumer.voiceprints import KnownSpeakers, known_speakers
 from tests.support.conversation import ENROLMENT_TEXT, VOICES, speak
 
 SAMPLE_RATE = 16_000

@@ -20,10 +20,10 @@ from consumer.audio import decode
 from consumer.config import AudioLimits, JobLimits
 from consumer.deadline import JobWatch, Watches
 from consumer.engine import Engine, EngineResult
+from consumer.engine.identity import check_model, identify
 from consumer.errors import BusyError, ModelNotReadyError, ServiceError
 from consumer.memory import release_free_memory
 from consumer.options import JobOptions
-from consumer.voiceprints import check_model, identify
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Analyzer:
         """Decode ``source`` and run the engine on it; blocks. Raises ``ServiceError`` subclasses.
 
         Takes a slot (or uses ``reservation``) and frees it when done. Speakers matching the
-        options' voiceprints are named after them (``consumer.voiceprints``). ``limits``
+        options' voiceprints are named after them (``consumer.engine.identity``). ``limits``
         replaces the analyzer's own audio limits for this job (enrolment clips are shorter).
         Every stage beats ``watch``; without one, the job gets its own, which counts as
         running in ``watches`` meanwhile.

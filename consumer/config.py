@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-from consumer.options import parse_flag
-
 DEFAULT_CACHE_DIR = "~/.cache/diarization-service"
 OFFLINE_BUNDLE_NAME = "offline-default"
 T = TypeVar("T", bound="DataclassInstance")
@@ -38,6 +36,26 @@ class Secret:
 
     def __bool__(self) -> bool:
         return bool(self.value)
+
+
+# The true/false spellings of settings and job options alike (consumer.options reads them too).
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def parse_flag(raw: str) -> bool | None:
+    """``True``/``False`` for a true/false spelling (any case), ``None`` for an empty string.
+
+    Raises ``ValueError`` for anything else.
+    """
+    word = raw.strip().lower()
+    if not word:
+        return None
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(word)
 
 
 class SettingsError(ValueError):

@@ -12,33 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from consumer.config import parse_flag
 from consumer.errors import InvalidRequestError, InvalidSpeakerOptionsError
 from consumer.voiceprints import KnownSpeakers, parse_known_speakers
 
 MAX_SPEAKERS = 100
-TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 SPEAKER_COUNTS = ("num_speakers", "min_speakers", "max_speakers")
 OPTION_NAMES = (*SPEAKER_COUNTS, "exclusive", "tasks", "audio_stream", "return_embeddings", "voiceprints")
 # options only events take: other objects, in a bucket the service reads, that the job uses
 OBJECT_OPTIONS = ("voiceprints_object", "transcript_object")
 MAX_AUDIO_STREAM = 63  # an index among a file's audio streams; more is not a real file
 _MAX_DIGITS = 6  # int() of thousands of digits is slow, then refused anyway
-
-
-def parse_flag(raw: str) -> bool | None:
-    """``True``/``False`` for a true/false spelling (any case), ``None`` for an empty string.
-
-    Raises ``ValueError`` for anything else.
-    """
-    word = raw.strip().lower()
-    if not word:
-        return None
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ValueError(word)
 
 
 class Task(StrEnum):

@@ -10,7 +10,8 @@ from consumer.analyzer import Analyzer
 from consumer.config import Settings
 from consumer.engine import Engine
 from consumer.engine.fingerprint import cached, model_fingerprint
-from consumer.engine.pyannote_engine import PyannoteEngine, model_name
+from consumer.engine.model_path import model_name
+from consumer.engine.pyannote_engine import PyannoteEngine
 from consumer.errors import ServiceError
 from consumer.event_job import EventJob
 from consumer.memory import tune_allocator

@@ -9,12 +9,13 @@ from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from consumer.analyzer import Analyzer
-from consumer.engine.pyannote_engine import model_name
+from consumer.engine.identity import MAX_ENROLMENT_SECONDS, make_voiceprint
+from consumer.engine.model_path import model_name
 from consumer.errors import InvalidVoiceprintError, MissingFileError, UnsupportedMediaTypeError
 from consumer.formats import diarization_json, rttm_uri, vad_json
 from consumer.options import ALL_TASKS, OPTION_NAMES, JobOptions, Task, parse_options
 from consumer.transcript import to_json
-from consumer.voiceprints import MAX_DOCUMENT_BYTES, MAX_ENROLMENT_SECONDS, Voiceprint, make_voiceprint
+from consumer.voiceprints import MAX_DOCUMENT_BYTES, Voiceprint
 from http_shim import outputs
 from http_shim.auth import require_api_key
 from http_shim.state import state

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from consumer.engine.pyannote_engine import model_name
+from consumer.engine.model_path import model_name
 from consumer.errors import InvalidVoiceprintError, TooManyVoiceprintsError
 from consumer.formats import diarization_json, rttm_uri, segment
 from consumer.options import ALL_TASKS, JobOptions

@@ -86,22 +86,7 @@ def receive() -> Response:
     """Take one pushed event; see the module docstring for the answers."""
     receiver = state().receiver
     assert receiver is not None, "the receiver blueprint is registered only with a receiver"
-    receiver.auth.check(request.headers.get("Authorization", ""))  # before reading any body
-    limit = receiver.settings.max_event_bytes
-    if (request.content_length or 0) > limit:
-        raise PayloadTooLargeError(f"events are limited to {limit} bytes")
-    # a chunked body declares no length: read one byte past the limit to see it is over
-    # (werkzeug stops quietly at max_content_length)
-    request.max_content_length = limit + 1
-    try:
-        body = request.get_data(cache=False)
-    except (ClientDisconnected, TimeoutError):
-        # the sync API answers 408/400 (http_shim.errors); an event must be retried instead
-        EVENTS.labels("retry").inc()
-        return error_response(503, "incomplete_body", "the event's body stalled or ended early; send it again")
-    if len(body) > limit:
-        raise PayloadTooLargeError(f"events are limited to {limit} bytes")
-    return receiver.receive(dict(request.headers.items()), body)
+    return receiver.answer_request()
 
 
 @dataclass
@@ -152,6 +137,25 @@ class Receiver:
     def entries(self) -> int:
         """Events in the dedup window, running or done."""
         return len(self._deliveries)
+
+    def answer_request(self) -> Response:
+        """The answer to the ``POST /`` being served: the sender checked before any body is read."""
+        self.auth.check(request.headers.get("Authorization", ""))
+        limit = self.settings.max_event_bytes
+        if (request.content_length or 0) > limit:
+            raise PayloadTooLargeError(f"events are limited to {limit} bytes")
+        # a chunked body declares no length: read one byte past the limit to see it is over
+        # (werkzeug stops quietly at max_content_length)
+        request.max_content_length = limit + 1
+        try:
+            body = request.get_data(cache=False)
+        except (ClientDisconnected, TimeoutError):
+            # the sync API answers 408/400 (http_shim.errors); an event must be retried instead
+            EVENTS.labels("retry").inc()
+            return error_response(503, "incomplete_body", "the event's body stalled or ended early; send it again")
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"events are limited to {limit} bytes")
+        return self.receive(dict(request.headers.items()), body)
 
     def receive(self, headers: Mapping[str, str], body: bytes) -> Response:
         """The HTTP answer to one pushed event."""

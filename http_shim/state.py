@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app
 
 from consumer.analyzer import Analyzer
 from consumer.config import Settings
 
-if TYPE_CHECKING:  # the receiver module imports this one
-    from http_shim.receiver import Receiver
-
 _EXTENSION = "diarization"
+
+
+class EventDoor(Protocol):
+    """The Knative receiver as the app holds it (``http_shim.receiver.Receiver``)."""
+
+    def answer_request(self) -> Response:
+        """The answer to the ``POST /`` being served; called inside its request context, blocks
+        up to the reply timeout, raises the project's errors (rendered by ``http_shim.errors``)."""
+        ...
+
+    def shutdown(self) -> None:
+        """The process is stopping: accepted jobs and sink retries give up (logged and counted)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +32,7 @@ class AppState:
 
     analyzer: Analyzer
     settings: Settings
-    receiver: Receiver | None
+    receiver: EventDoor | None
 
 
 def install(app: Flask, state: AppState) -> None:

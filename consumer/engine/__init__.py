@@ -74,7 +74,7 @@ class EngineResult:
     ``centroids`` holds one embedding per speaker of ``turns`` (the clustering's centroid,
     from the engine's ``embedding_model``), by speaker label; empty for a VAD-only job.
     ``identified`` maps the speakers named after voiceprints to the anonymous label they
-    had and their similarity (``consumer.voiceprints.identify``); the engine leaves it empty.
+    had and their similarity (``consumer.engine.identity.identify``); the engine leaves it empty.
     """
 
     turns: tuple[SpeakerTurn, ...]

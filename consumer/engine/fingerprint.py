@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from consumer.engine.pyannote_engine import is_local_model
+from consumer.engine.model_path import is_local_model
 from consumer.errors import ModelLoadError
 
 _CHUNK = 1024 * 1024

@@ -31,6 +31,7 @@ import numpy as np
 from consumer.config import EngineSettings
 from consumer.engine import EngineResult, ProgressCallback, SpeakerTurn, SpeechRegion, StageSeconds
 from consumer.engine.confidence import middle, turn_confidences
+from consumer.engine.model_path import is_local_model
 from consumer.errors import EngineBrokenError, InferenceError, ModelLoadError, ModelNotReadyError, ServiceError
 from consumer.options import JobOptions
 
@@ -446,16 +447,6 @@ def _resolve_device(requested: str, torch: Any) -> Any:
             f"CUDA device: check the node's NVIDIA driver (>= {MIN_NVIDIA_DRIVER} for CUDA 13) and the GPU request"
         )
     return device
-
-
-def is_local_model(model: str) -> bool:
-    """Whether ``model`` names a local pipeline (an existing path, or one written as a path), not a hub id."""
-    return Path(model).expanduser().exists() or model.startswith(("/", ".", "~"))
-
-
-def model_name(model: str) -> str:
-    """How results name the model: a hub id as is, a local directory by its name."""
-    return Path(model).expanduser().name if is_local_model(model) else model
 
 
 def _load_pipeline(model: str, token: str | None) -> Any:

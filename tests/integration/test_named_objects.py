@@ -13,8 +13,8 @@ import uuid
 import pytest
 
 import schemas
+from consumer.engine.identity import make_voiceprint
 from consumer.options import JobOptions
-from consumer.voiceprints import make_voiceprint
 from tests.support.conversation import ENROLMENT_TEXT, VOICES, speak
 from tests.support.spoken_words import spoken_conversation, verbose_json
 from tests.support.stack import cloudevent_headers, results_for

@@ -9,9 +9,9 @@ import pytest
 from werkzeug.datastructures import MultiDict
 
 from consumer import codec
-from consumer.config import Settings, SettingsError
+from consumer.config import FALSE_WORDS, TRUE_WORDS, Settings, SettingsError, parse_flag
 from consumer.events import AudioJobRequested, JobFailed
-from consumer.options import FALSE_WORDS, TRUE_WORDS, JobOptions, Task, parse_flag, parse_options
+from consumer.options import JobOptions, Task, parse_options
 from http_shim.api import options_from_form
 
 TRUE = sorted(TRUE_WORDS | {w.upper() for w in TRUE_WORDS} | {" True ", "Yes"})

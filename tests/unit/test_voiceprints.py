@@ -9,6 +9,7 @@ import pytest
 
 import schemas
 from consumer.engine import EngineResult, SpeakerTurn, SpeechRegion
+from consumer.engine.identity import MATCH_MARGIN, MATCH_THRESHOLD, check_model, identify, make_voiceprint
 from consumer.errors import (
     InvalidVoiceprintError,
     TooManyVoiceprintsError,
@@ -17,17 +18,7 @@ from consumer.errors import (
     VoiceprintTooShortError,
 )
 from consumer.options import parse_options
-from consumer.voiceprints import (
-    MATCH_MARGIN,
-    MATCH_THRESHOLD,
-    MAX_VOICEPRINTS,
-    Voiceprint,
-    check_model,
-    identify,
-    make_voiceprint,
-    parse_known_speakers,
-    parse_voiceprint,
-)
+from consumer.voiceprints import MAX_VOICEPRINTS, Voiceprint, parse_known_speakers, parse_voiceprint
 
 MODEL = "ab" * 32
 RNG = np.random.default_rng(7)
