@@ -23,7 +23,10 @@ export UV_CACHE_DIR := $(CACHE_DIR)/uv
 # The locks are for the platforms the service runs on: CPython 3.11, x86_64 Linux (manylinux).
 LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
   --constraint requirements/constraints.txt --custom-compile-command 'make lock' --quiet
-BUNDLE := $(CACHE_DIR)/models/offline-default/bundle.json
+# Stamps are named by the content they stand for (a lock's hash, the bundle code's), never
+# compared by file times: in a fresh clone every file is new, and nothing the cache already
+# holds is rebuilt.
+BUNDLE := $(CACHE_DIR)/models/.offline-default-$(shell cat consumer/engine/bundle.py consumer/engine/campplus.py | sha256sum | cut -c1-16)
 AMI := $(CACHE_DIR)/ami/train/train.uem
 DEBIAN_PACKAGES := ffmpeg espeak-ng sox libsndfile1
 
@@ -52,7 +55,7 @@ venv: $(DEPS_STAMP) ## Python dependencies in $(CACHE_DIR)/venv, exactly as $(TE
 
 # A fresh venv per lock, so nothing outside the lock survives an upgrade; uv installs
 # from its cache in seconds. --no-deps: the lock already lists every transitive package.
-$(DEPS_STAMP): $(TEST_LOCK) $(TOOLS_STAMP)
+$(DEPS_STAMP): | $(TOOLS_STAMP)
 	rm -rf $(VENV) && $(PYTHON) -m venv $(VENV)
 	@# the dependencies only: the project itself runs from the checkout (PYTHONPATH)
 	$(UV) pip install --quiet --python $(PY) --require-hashes --no-deps -r $(TEST_LOCK)
@@ -60,7 +63,7 @@ $(DEPS_STAMP): $(TEST_LOCK) $(TOOLS_STAMP)
 
 tools: $(TOOLS_STAMP) ## the pinned locking tool (uv) in $(CACHE_DIR)/tools
 
-$(TOOLS_STAMP): $(TOOLS_LOCK)
+$(TOOLS_STAMP):
 	rm -rf $(TOOLS) && $(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --cache-dir $(CACHE_DIR)/pip --require-hashes --no-deps -r $(TOOLS_LOCK)
 	touch $@
@@ -74,13 +77,16 @@ upgrade-lock: ## move every pin to the newest version setup.cfg allows (then run
 	$(MAKE) lock LOCK_UPGRADE=--upgrade
 
 models: $(BUNDLE) ## the offline default model bundle in $(CACHE_DIR)/models
+	@# built by this code already; rebuilt if it went missing since
+	@$(PY) -m consumer.engine.bundle path >/dev/null || $(PY) -m consumer.engine.bundle build
 
-$(BUNDLE): $(DEPS_STAMP) consumer/engine/bundle.py consumer/engine/campplus.py
+$(BUNDLE): | $(DEPS_STAMP)
 	$(PY) -m consumer.engine.bundle build --force
+	touch $@
 
 ami: $(AMI) ## real meeting excerpts (AMI, train split of pyannote.audio's test data) in $(CACHE_DIR)/ami
 
-$(AMI): $(DEPS_STAMP) tests/support/ami.py
+$(AMI): | $(DEPS_STAMP)
 	$(PY) -m tests.support.ami
 
 stack: venv ## Kafka jars and a MinIO binary for the local stack (needs Java 17+, Maven, Go 1.24+)

@@ -56,7 +56,7 @@ def main() -> int:
     log = Path(tempfile.gettempdir()) / f"bench-consumer-{uuid.uuid4().hex[:6]}.log"
     port = free_port()
     consumer = start_module(
-        "consumer.kafka_worker", {**stack.env, "CONSUMER_PROBE_PORT": str(port), "KAFKA_GROUP_ID": "bench"}, log
+        "consumer.kafka.worker", {**stack.env, "CONSUMER_PROBE_PORT": str(port), "KAFKA_GROUP_ID": "bench"}, log
     )
     reader = TopicReader(stack.bootstrap, stack.env["KAFKA_RESULTS_TOPIC"])
     try:

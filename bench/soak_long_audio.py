@@ -54,7 +54,7 @@ def main() -> int:
     port = free_port()
     log = Path(tempfile.gettempdir()) / f"soak-consumer-{uuid.uuid4().hex[:6]}.log"
     consumer = start_module(
-        "consumer.kafka_worker",
+        "consumer.kafka.worker",
         {**stack.env, "CONSUMER_PROBE_PORT": str(port), "KAFKA_GROUP_ID": "soak", "PROGRESS_INTERVAL_SECONDS": "30"},
         log,
     )

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     if mode == "shim":
         from http_shim.server import main as run
     elif mode == "consumer":
-        from consumer.kafka_worker import main as run
+        from consumer.kafka.worker import main as run
     else:
         from consumer.engine.bundle import main as run
     return run(rest)

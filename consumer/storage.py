@@ -245,7 +245,7 @@ class ObjectStore:
             "result write",
         )
 
-    # --- attempt markers (consumer.attempts) ---------------------------------------------
+    # --- attempt markers (consumer.kafka.attempts) ---------------------------------------------
 
     def read_marker(self, key: str) -> bytes | None:
         """The small object ``key`` of the results bucket, or None when there is none."""

@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from consumer import metrics
 from consumer.engine import Engine
-from consumer.probes import readiness
+from consumer.readiness import readiness
 from http_shim.auth import require_api_key
 from http_shim.state import state
 

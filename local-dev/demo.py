@@ -98,7 +98,7 @@ def events_demo() -> int:
     )
     probe_port = _free_port()
     consumer_process, log = _start(
-        "consumer.kafka_worker",
+        "consumer.kafka.worker",
         {**env, "CONSUMER_PROBE_PORT": str(probe_port), "KAFKA_GROUP_ID": "diarization-demo"},
         "consumer",
     )

@@ -35,7 +35,7 @@ def start_consumer(stack: Stack, settings, tmp_path: Path) -> Iterator[Callable[
     started: list[ConsumerProcess] = []
 
     def start(
-        env: dict[str, str], group: str | None = None, name: str = "consumer", module: str = "consumer.kafka_worker"
+        env: dict[str, str], group: str | None = None, name: str = "consumer", module: str = "consumer.kafka.worker"
     ) -> ConsumerProcess:
         """``module`` runs the consumer; a test may name a wrapper that injects a fault."""
         port = free_port()

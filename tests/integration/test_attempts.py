@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from consumer.attempts import ANSWERED, LEASE_SECONDS, StoredAttempts, marker_key
 from consumer.config import Settings
 from consumer.errors import RunningElsewhereError, StorageUnavailableError
 from consumer.events import InputRef
+from consumer.kafka.attempts import ANSWERED, LEASE_SECONDS, StoredAttempts, marker_key
 from consumer.storage import ObjectStore
 from tests.support.processes import free_port
 

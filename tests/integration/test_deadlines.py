@@ -17,7 +17,7 @@ import requests
 import soundfile as sf
 
 from consumer.config import JobLimits, KafkaSettings
-from consumer.kafka_worker import EXIT_JOB_OVERDUE
+from consumer.kafka.worker import EXIT_JOB_OVERDUE
 from tests.support.audio_bytes import encode
 from tests.support.conversation import conversation
 from tests.support.credentials import API_AUTH, API_KEY

@@ -34,10 +34,10 @@ from confluent_kafka.admin import (
 from minio.error import S3Error
 from scipy.signal import resample_poly
 
-from consumer.attempts import marker_key
 from consumer.errors import InferenceError, InternalError
 from consumer.events import InputRef
-from consumer.kafka_worker import EXIT_KAFKA_FAILED
+from consumer.kafka.attempts import marker_key
+from consumer.kafka.worker import EXIT_KAFKA_FAILED
 from tests.support.conversation import conversation
 from tests.support.dying_consumer import DIED, RAISED
 from tests.support.faults import (

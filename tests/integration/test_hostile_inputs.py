@@ -470,7 +470,7 @@ def consumer(stack: Stack, settings, tmp_path_factory) -> Iterator[ConsumerProce
         "SHUTDOWN_GRACE_SECONDS": "120",
         "KAFKA_MAX_MESSAGE_BYTES": str(KAFKA_MAX_MESSAGE_BYTES),
     }
-    process = start_module("consumer.kafka_worker", env, log)
+    process = start_module("consumer.kafka.worker", env, log)
     try:
         wait_http(f"http://127.0.0.1:{port}/ready", process, timeout=600, log=log)
         yield ConsumerProcess(process, env, log, f"http://127.0.0.1:{port}")

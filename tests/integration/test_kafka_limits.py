@@ -17,8 +17,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 import schemas
 from consumer.config import Settings
-from consumer.kafka_records import record_size, result_record
-from consumer.kafka_worker import client_configs
+from consumer.kafka.connection import client_configs
+from consumer.kafka.records import record_size, result_record
 from tests.support.conversation import conversation
 from tests.support.dense_result import dense_completed
 from tests.support.stack import TopicReader, cloudevent_headers, results_for

@@ -1,6 +1,6 @@
 """The real Kafka consumer with a hook that dies or raises on chosen inputs: faults for tests.
 
-Run instead of ``consumer.kafka_worker`` (``start_consumer(..., module=...)``), with the
+Run instead of ``consumer.kafka.worker`` (``start_consumer(..., module=...)``), with the
 consumer's usual environment plus one of:
 
 - ``DIE_ON_KEY_CONTAINING``: a job for an object whose key contains this text ends the
@@ -10,7 +10,7 @@ consumer's usual environment plus one of:
   job core (``EventJob.handle`` itself), which reaches the Kafka worker's handling of
   unexpected errors.
 
-Everything else is the real consumer, ``consumer.kafka_worker.main``.
+Everything else is the real consumer, ``consumer.kafka.worker.main``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import logging
 import os
 from typing import Any
 
-from consumer import kafka_worker
 from consumer.event_job import EventJob
 from consumer.events import AudioJobRequested
+from consumer.kafka import worker as kafka_worker
 
 DIED = 86
 RAISED = "injected fault outside the job core"

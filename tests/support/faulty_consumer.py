@@ -1,6 +1,6 @@
 """The real Kafka consumer whose real embedding model raises once armed: a fault for tests.
 
-Run instead of ``consumer.kafka_worker`` (``start_consumer(..., module=...)`` in the
+Run instead of ``consumer.kafka.worker`` (``start_consumer(..., module=...)`` in the
 integration tier), with the consumer's usual environment plus:
 
 - ``FAULT_EMBEDDING_CALL`` (required, >= 1): the Nth call of
@@ -13,7 +13,7 @@ integration tier), with the consumer's usual environment plus:
 
 The fault is armed only after ``PyannoteEngine.load`` returns: the warm-up job at load
 must succeed, or the consumer would never become ready. Everything else is the real
-consumer, ``consumer.kafka_worker.main``.
+consumer, ``consumer.kafka.worker.main``.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import os
 import threading
 from typing import Any
 
-from consumer import kafka_worker
 from consumer.engine import campplus
 from consumer.engine.pyannote_engine import PyannoteEngine
+from consumer.kafka import worker as kafka_worker
 
 FAULT_MESSAGE = "injected fault in CAMPPlusEmbedding.chunk_frames"
 log = logging.getLogger("tests.faulty_consumer")

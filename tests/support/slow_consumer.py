@@ -1,6 +1,6 @@
 """The real Kafka consumer whose embedding model takes longer: a long job on any machine.
 
-Run instead of ``consumer.kafka_worker`` (``start_consumer(..., module=...)``) with
+Run instead of ``consumer.kafka.worker`` (``start_consumer(..., module=...)``) with
 ``SLOW_EMBEDDING_SECONDS`` (> 0): after the model has loaded and warmed up, each call of
 ``CAMPPlusEmbedding.chunk_frames`` (one per 60 s region of audio) sleeps that long before
 it runs. A test that needs a job to still be running while something else happens (a
@@ -14,9 +14,9 @@ import os
 import time
 from typing import Any
 
-from consumer import kafka_worker
 from consumer.engine import campplus
 from consumer.engine.pyannote_engine import PyannoteEngine
+from consumer.kafka import worker as kafka_worker
 
 
 def main() -> int:

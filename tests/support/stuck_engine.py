@@ -1,6 +1,6 @@
 """The real consumer or shim whose real engine never returns on one input: a stuck job, for tests.
 
-Run instead of ``consumer.kafka_worker`` or ``http_shim.server`` (``STUCK_DOOR`` = ``consumer``
+Run instead of ``consumer.kafka.worker`` or ``http_shim.server`` (``STUCK_DOOR`` = ``consumer``
 or ``shim``) with the usual environment plus ``STUCK_ON_SECONDS``: a job whose decoded audio
 lasts that long (to the millisecond) blocks inside the engine for ever, as a CUDA call does
 after a driver fault; every other job runs the real model as usual. Nothing in the job
@@ -14,8 +14,8 @@ import os
 import threading
 from typing import Any
 
-from consumer import kafka_worker
 from consumer.engine.pyannote_engine import PyannoteEngine
+from consumer.kafka import worker as kafka_worker
 from http_shim import server
 
 log = logging.getLogger("tests.stuck_engine")

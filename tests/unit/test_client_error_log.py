@@ -1,7 +1,7 @@
 """librdkafka's client errors are logged once per kind, then at most one summary per interval.
 
 The log reads ``time.monotonic()`` itself, so the tests swap the ``time`` the module sees for
-a clock they move by hand (only inside consumer.kafka_worker: nothing else is affected).
+a clock they move by hand (only inside consumer.kafka.worker: nothing else is affected).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 from confluent_kafka import KafkaError
 
-from consumer import kafka_worker
-from consumer.kafka_worker import _ClientErrorLog
+from consumer.kafka import worker as kafka_worker
+from consumer.kafka.worker import _ClientErrorLog
 
 TRANSPORT = KafkaError(KafkaError._TRANSPORT, "broker down")
 ALL_DOWN = KafkaError(KafkaError._ALL_BROKERS_DOWN, "all brokers down")

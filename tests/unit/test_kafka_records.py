@@ -15,7 +15,8 @@ import schemas
 from consumer.config import Settings
 from consumer.errors import InvalidEventError, TooManyAttemptsError
 from consumer.events import InputRef, JobFailed, ObjectRef
-from consumer.kafka_records import (
+from consumer.kafka.connection import client_configs
+from consumer.kafka.records import (
     DEFAULT_MAX_BYTES,
     RecordTooLargeError,
     coordinates,
@@ -25,7 +26,7 @@ from consumer.kafka_records import (
     result_record,
     where,
 )
-from consumer.kafka_worker import client_configs, refused_for_good
+from consumer.kafka.worker import refused_for_good
 from tests.support.dense_result import dense_completed
 
 

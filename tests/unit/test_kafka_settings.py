@@ -4,7 +4,7 @@ import io
 import logging
 
 from consumer.config import Settings
-from consumer.kafka_worker import client_configs
+from consumer.kafka.connection import client_configs
 from consumer.logs import JsonFormatter
 
 ENV = {

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import requests
 
 from consumer.errors import ModelLoadError
-from consumer.probes import Heartbeat, ProbeServer, readiness
+from consumer.kafka.probe_server import Heartbeat, ProbeServer
+from consumer.readiness import readiness
 
 
 def test_health_turns_503_when_the_loop_stops_beating():

@@ -1,9 +1,9 @@
-"""Liveness, readiness and metrics: the readiness rule of every door, and a worker's probe server.
+"""The Kafka consumer's probes: liveness from the loop's heartbeat, readiness, metrics.
 
 Liveness follows a heartbeat: the worker calls ``beat()`` on every turn of its loop
 (at least once a second, also while a job runs), so ``/health`` turns 503 when the loop
-is stuck, and Kubernetes restarts the pod. Readiness follows the engine (loaded, warm, not
-broken) and, for a worker that needs it, the object store (serving the service's calls).
+is stuck, and Kubernetes restarts the pod. Readiness is ``consumer.readiness``'s rule: the
+engine and the object store.
 """
 
 from __future__ import annotations
@@ -18,24 +18,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from consumer import metrics
 from consumer.engine import Engine
+from consumer.readiness import readiness
 
 if TYPE_CHECKING:
     from consumer.storage import StoreHealth
-
-
-def readiness(engine: Engine, store: StoreHealth | None = None) -> tuple[int, dict[str, object]]:
-    """``/ready``'s status and body: 200 once the model is loaded and warm, 503 while it
-    loads, after loading failed or the engine broke (with the error), and while ``store``
-    (if given) fails the service's calls (``{"status": "storage_unavailable", "error"}``)."""
-    metrics.MODEL_READY.set(1 if engine.ready else 0)
-    if not engine.ready:
-        if engine.error is not None:
-            return 503, {"status": "failed", "error": engine.error.to_dict()}
-        return 503, {"status": "loading"}
-    failure = None if store is None else store.failure
-    if failure is not None:
-        return 503, {"status": "storage_unavailable", "error": failure.to_dict()}
-    return 200, {"status": "ready"}
 
 
 class Heartbeat:

@@ -14,7 +14,7 @@ At-least-once, nothing lost:
   record the broker refuses for good (too large, not authorized, a fatal producer error)
   is not retried like an outage: the process exits non-zero and is restarted;
 - an input whose job was started ``MAX_ATTEMPTS`` times without an outcome (its consumer
-  died each time) is answered ``too_many_attempts`` (``consumer.attempts``);
+  died each time) is answered ``too_many_attempts`` (``consumer.kafka.attempts``);
 - every job runs under a deadline (``consumer.deadline``): a job that stops making progress
   (``JOB_STALL_SECONDS``) or outruns its budget cannot be killed, so the process stops
   renewing its lease and exits with ``EXIT_JOB_OVERDUE``, uncommitted, to be restarted;
@@ -45,8 +45,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from prometheus_client import Counter
 
 from consumer import codec
-from consumer.attempts import ANSWERED, AttemptLog, LeaseKeeper, StoredAttempts
-from consumer.config import KafkaSettings, Settings, from_environment
+from consumer.config import Settings, from_environment
 from consumer.deadline import JobWatch
 from consumer.errors import (
     EngineBrokenError,
@@ -58,7 +57,10 @@ from consumer.errors import (
 )
 from consumer.event_job import EventJob
 from consumer.events import AudioJobRequested, InputRef, JobFailed, JobOutcome, JobProgressed
-from consumer.kafka_records import (
+from consumer.kafka.attempts import ANSWERED, AttemptLog, LeaseKeeper, StoredAttempts
+from consumer.kafka.connection import client_configs
+from consumer.kafka.probe_server import Heartbeat, ProbeServer
+from consumer.kafka.records import (
     Record,
     RecordTooLargeError,
     coordinates,
@@ -68,7 +70,6 @@ from consumer.kafka_records import (
     where,
 )
 from consumer.logs import configure_logging
-from consumer.probes import Heartbeat, ProbeServer
 from consumer.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -125,48 +126,6 @@ def refused_for_good(failure: object) -> bool:
     """Whether a produce failure (a ``KafkaError``, or an exception carrying one) can never succeed."""
     error = failure.args[0] if isinstance(failure, KafkaException) and failure.args else failure
     return isinstance(error, KafkaError) and (error.fatal() or error.code() in _REFUSED_FOR_GOOD)
-
-
-def client_configs(settings: KafkaSettings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(consumer, producer) librdkafka configurations; secrets go in, never into logs."""
-    common: dict[str, Any] = {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "client.id": f"diarization-{socket.gethostname()}",
-        "security.protocol": settings.security_protocol,
-    }
-    if settings.sasl_mechanism:
-        common["sasl.mechanism"] = settings.sasl_mechanism
-        common["sasl.username"] = settings.sasl_username
-        common["sasl.password"] = settings.sasl_password.value
-    if settings.ssl_ca_location:
-        common["ssl.ca.location"] = settings.ssl_ca_location
-    consumer = {
-        **common,
-        "group.id": settings.group_id,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "max.poll.interval.ms": settings.max_poll_interval_ms,
-        "session.timeout.ms": settings.session_timeout_ms,
-        "fetch.message.max.bytes": settings.max_message_bytes + 1024,
-        # a joining or leaving member moves only the partitions it must (KIP-429): an
-        # in-flight job keeps its partition while KEDA scales the group
-        "partition.assignment.strategy": "cooperative-sticky",
-    }
-    if settings.group_instance_id:
-        # static membership (KIP-345): a restarted pod rejoins as itself, without a rebalance
-        consumer["group.instance.id"] = settings.group_instance_id
-    producer = {
-        **common,
-        "acks": "all",
-        "enable.idempotence": True,
-        "message.timeout.ms": int(settings.publish_timeout_seconds * 1000),
-        "linger.ms": 5,
-        # records are built to fit this (kafka_records); librdkafka's own default (1000000)
-        # would refuse dead letters of inputs the consumer accepts
-        "message.max.bytes": settings.max_record_bytes,
-    }
-    return consumer, producer
 
 
 class KafkaWorker:
