@@ -29,6 +29,7 @@ def page_shim(tmp_path_factory: pytest.TempPathFactory, settings) -> Iterator[Sh
         "DIARIZATION_MODEL": settings.engine.model,
         "HTTP_THREADS": "4",
         "API_KEY": key,
+        "RECEIVER_ENABLED": "false",  # the public Service, which serves the page, has no receiver
     }
     process = start_module("http_shim.server", env, log)
     base = f"http://127.0.0.1:{port}"
