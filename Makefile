@@ -28,7 +28,7 @@ LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --ge
 # holds is rebuilt.
 BUNDLE := $(CACHE_DIR)/models/.offline-default-$(shell cat consumer/engine/bundle.py consumer/engine/campplus.py | sha256sum | cut -c1-16)
 AMI := $(CACHE_DIR)/ami/train/train.uem
-DEBIAN_PACKAGES := ffmpeg espeak-ng sox libsndfile1
+DEBIAN_PACKAGES := ffmpeg espeak-ng sox libsndfile1 chromium chromium-driver
 
 export CACHE_DIR
 # the project runs from this checkout; the venv only holds its dependencies
@@ -36,14 +36,14 @@ export PYTHONPATH := $(CURDIR)
 export PYANNOTE_METRICS_ENABLED := 0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help install system-deps venv tools lock upgrade-lock models ami stack demo demo-http lint format test test-unit test-repo bench clean-venv
+.PHONY: help install system-deps venv tools lock upgrade-lock models ami stack demo demo-http serve screenshots lint format test test-unit test-repo bench clean-venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 install: system-deps venv models ami stack ## everything the demo and the tests need
 
-system-deps: ## Debian packages: ffmpeg libraries (torchcodec), espeak-ng and sox (test audio)
+system-deps: ## Debian packages: ffmpeg libraries (torchcodec), espeak-ng and sox (test audio), chromium and chromium-driver (the results page's tests)
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -98,6 +98,12 @@ demo: install ## upload a recording to MinIO, get its diarization back as a Kafk
 demo-http: install ## diarize the bundled sample through the synchronous HTTP API
 	$(PY) local-dev/demo.py --http
 
+serve: models ## the HTTP shim on http://127.0.0.1:8080 (HOST, PORT, API_KEY from the environment): the API, and the results page at /
+	HOST=$${HOST:-127.0.0.1} $(PY) -m http_shim.server
+
+screenshots: install ## the results page's screenshots in docs/ (runs the browser tier, which takes them)
+	SCREENSHOTS_DIR=$(CURDIR)/docs $(PY) -m pytest tests/browser -q
+
 lint: venv ## ruff (format check, imports, pyflakes and friends) and mypy, as configured in pyproject.toml
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
@@ -121,6 +127,7 @@ bench: install ## engine and pipeline benchmarks on this machine (figures printe
 	$(PY) bench/engine_rtf.py
 	$(PY) bench/allocator_policy.py
 	$(PY) bench/pipeline_throughput.py
+	$(PY) bench/results_page.py
 
 clean-venv: ## remove the cached venv (the next run reinstalls from uv's cache)
 	rm -rf $(VENV)

@@ -1,4 +1,4 @@
-"""The HTTP shim: the synchronous API of the previous server, the Knative receiver, probes, metrics.
+"""The HTTP shim: the synchronous API of the previous server, the Knative receiver, probes, metrics, the results page.
 
 ``create_app(analyzer, settings, event_job)`` builds the Flask app; ``http_shim.server`` runs
 it under gunicorn and calls ``shut_down`` when it stops. Nothing here imports torch.
@@ -11,7 +11,7 @@ from flask import Flask
 from consumer.analyzer import Analyzer
 from consumer.config import Settings
 from consumer.event_job import EventJob
-from http_shim import api, errors, observability, openai_api, probes, receiver
+from http_shim import api, errors, observability, openai_api, probes, receiver, results_page
 from http_shim.auth import check_doors
 from http_shim.state import AppState, install, state_of
 
@@ -35,6 +35,7 @@ def create_app(analyzer: Analyzer, settings: Settings, event_job: EventJob | Non
     app.register_blueprint(probes.blueprint)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(openai_api.blueprint)
+    app.register_blueprint(results_page.blueprint)
     if events is not None:
         app.register_blueprint(receiver.blueprint)
     return app
