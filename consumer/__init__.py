@@ -1,14 +1,22 @@
 """Speaker diarization service: the core every door shares, and the Kafka door.
 
-- the core: ``options`` (what a job asks for), ``analyzer`` (audio in, result out: the
-  sync job), ``event_job`` (stat, reuse, fetch, run, store: the job of an event),
-  ``engine/`` (the interface around pyannote, and the offline bundle), ``audio``
-  (decoding), ``storage`` (the object store), ``events`` and ``formats`` (plain values
-  and how results are written), ``transcript`` (a transcript's words and segments given
-  their speakers), ``errors``, ``retry``, ``config`` (all settings);
-- the Kafka door: ``kafka_worker`` (the only confluent-kafka user) and ``kafka_records``;
-- ``codec``: the only module that touches CloudEvents, for the Kafka and Knative doors;
-- ``wiring``: the composition root; ``cli``: the ``diarization`` entry point.
+The rooms, from the top down (imports only go down):
 
-The other two doors, the sync HTTP API and the Knative receiver, are in ``http_shim``.
+- ``kafka/``: the Kafka door (the only confluent-kafka user): the worker loop, its records,
+  attempt markers and leases, its probe server, the librdkafka configuration;
+- ``wiring``: the composition root, the one place that picks concrete classes;
+- the job core: ``event_job`` (stat, reuse, fetch, run, store: the job of an event) on
+  ``analyzer`` (audio in, result out: the sync job, with bounded admission) and
+  ``deadline`` (how long a job may run);
+- ``codec``: the only module that touches CloudEvents, for the Kafka and Knative doors;
+- ``engine/``: the seam around pyannote (``Engine``), the pyannote engine, identification of
+  known speakers, turn confidence, CAM++, the offline bundle;
+- ``audio``: decoding; ``storage``: the one road to the object store;
+- values and rules: ``options`` (what a job asks for, one parser), ``events`` and
+  ``formats`` (plain values and how results are written), ``transcript``, ``voiceprints``
+  (voiceprint documents), ``readiness``, ``errors``, ``retry``, ``config`` (all settings),
+  ``logs``, ``metrics``, ``memory``.
+
+The other two doors, the sync HTTP API and the Knative receiver, are in ``http_shim``; the
+``diarization`` entry point that starts each door is the ``diarization`` package.
 """

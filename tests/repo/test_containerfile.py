@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer import cli
 from consumer.config import Settings, default_model
+from diarization import cli
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINERFILE = REPO / "Containerfile"

@@ -21,8 +21,8 @@ import jsonschema
 import pytest
 import yaml
 
-from consumer import cli
 from consumer.config import Settings, variables
+from diarization import cli
 from tests.support import local_dev
 
 REPO = Path(__file__).resolve().parents[2]
@@ -392,7 +392,10 @@ def probes(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
             for service in knative_services()
         ),
         pytest.param(
-            the("Deployment"), REPO / "consumer" / "probes.py", Settings.from_env({}).kafka.probe_port, id="consumer"
+            the("Deployment"),
+            REPO / "consumer" / "kafka" / "probe_server.py",
+            Settings.from_env({}).kafka.probe_port,
+            id="consumer",
         ),
     ],
 )

@@ -1,0 +1,5 @@
+"""``python -m diarization``: the same as the ``diarization`` command."""
+
+from diarization.cli import main
+
+raise SystemExit(main())
