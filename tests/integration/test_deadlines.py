@@ -7,7 +7,10 @@ with the real model; the stuck job is the real engine blocked for ever on one in
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import threading
 import time
 import uuid
@@ -22,6 +25,7 @@ from tests.support.audio_bytes import encode
 from tests.support.conversation import conversation
 from tests.support.credentials import API_AUTH, API_KEY
 from tests.support.faults import S3Proxy
+from tests.support.hostile import children
 from tests.support.processes import free_port, start_module, wait_http
 from tests.support.stack import cloudevent_headers, results_for
 
@@ -131,8 +135,12 @@ def test_a_stuck_job_fails_the_shims_liveness(settings, tmp_path, clips):
         assert health.status_code == 503 and body["status"] == "stuck" and "no progress" in body["error"], body
         assert time.monotonic() - started > STALL - 10  # not before the job was silent that long
     finally:
+        workers = children(process.pid)  # gunicorn's worker holds the stuck thread: SIGKILL it too
         process.kill()
         process.wait()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_store_that_never_answers_leaves_the_poll_loop_turning(stack, start_consumer, reader):
