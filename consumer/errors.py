@@ -77,6 +77,11 @@ class InvalidEventError(InvalidRequestError):
     code = "invalid_event"
 
 
+class UnacceptableKeyError(InvalidEventError):
+    """An object key the service does not take (control characters, ``.`` segments, too long
+    for its result's name), or one the store refuses to address."""
+
+
 class UnsupportedEventError(InvalidRequestError):
     """An event is well-formed but of a type or spec version this service does not handle."""
 
@@ -277,18 +282,6 @@ class SenderKeysUnavailableError(ServiceError):
     http_status = 503
 
 
-class ModelLoadError(ServiceError):
-    """The configured model could not be loaded (wrong path, no token, no network).
-
-    Not retryable: loading is not tried again in this process, which stays not ready.
-    """
-
-    code = "model_load_failed"
-    http_status = 503
-    detail_is_internal = True
-    public_text = "the model could not be loaded; the service's log says why (line 'model load failed')"
-
-
 # --- the engine failed on valid input ------------------------------------------------------
 
 
@@ -310,6 +303,21 @@ class EngineBrokenError(ServiceError):
     http_status = 503
     detail_is_internal = True
     public_text = "inference failed on several different inputs in a row: the engine, not the input, is at fault"
+
+
+# --- the service cannot serve at all (not retryable: nothing in this process will change it) --
+
+
+class ModelLoadError(ServiceError):
+    """The configured model could not be loaded (wrong path, no token, no network).
+
+    Not retryable: loading is not tried again in this process, which stays not ready.
+    """
+
+    code = "model_load_failed"
+    http_status = 503
+    detail_is_internal = True
+    public_text = "the model could not be loaded; the service's log says why (line 'model load failed')"
 
 
 # --- the input was tried too often ----------------------------------------------------------

@@ -52,7 +52,7 @@ class ResultStore(Protocol):
     """Where event jobs read audio and keep results (``consumer.storage.ObjectStore``).
 
     Every method blocks on the store and raises the project's errors: ``ObjectNotFoundError``
-    and ``AccessDeniedError`` (permanent: the input's object), ``InvalidEventError`` for a
+    and ``AccessDeniedError`` (permanent: the input's object), ``UnacceptableKeyError`` (``invalid_event``) for a
     name the store cannot take, ``StorageUnavailableError`` (retryable) for anything else,
     including whatever goes wrong in the results bucket: that is never the input's fault.
     """
@@ -71,17 +71,16 @@ class ResultStore(Protocol):
 
     def locate(self, ref: ObjectRef, digest: str) -> ResultLocation:
         """Where one run computing ``ref`` with the settings ``digest`` names keeps its result:
-        one JSON location per (object, version, digest), and an RTTM of this run's own."""
+        one JSON location per (object, version, digest), and an RTTM of this run's own; the
+        location carries the digest and ``ref``'s etag."""
         ...
 
-    def find_result(self, location: ResultLocation, source: ObjectRef, digest: str) -> dict[str, Any] | None:
-        """The sound stored document computed from this version of ``source`` with these
-        settings, or ``None`` (also when ``source`` has no etag, or the stored one is corrupt)."""
+    def find_result(self, location: ResultLocation) -> dict[str, Any] | None:
+        """The sound stored document computed from the location's source version and digest,
+        or ``None`` (also without a source etag, or when the stored one is corrupt)."""
         ...
 
-    def write_result(
-        self, location: ResultLocation, source: ObjectRef, digest: str, document: dict[str, Any], rttm: str
-    ) -> None:
+    def write_result(self, location: ResultLocation, document: dict[str, Any], rttm: str) -> None:
         """Store the RTTM, then the JSON document (which names it) of one run."""
         ...
 
@@ -178,7 +177,7 @@ class EventJob:
         request = dataclasses.replace(request, options=options)
         digest = result_digest(obj, options, self.model_name, fingerprint, named)
         location = self.store.locate(obj, digest)
-        stored = self.store.find_result(location, obj, digest)
+        stored = self.store.find_result(location)
         if stored is not None:
             metrics.JOBS.labels("event", "reused").inc()
             return DiarizationCompleted(request, {**stored, "reused": True})
@@ -206,7 +205,7 @@ class EventJob:
             self._keep_unstored(unstored)
         else:
             log.info("storing a result computed before the store failed", extra={"key": location.json_key})
-        self.store.write_result(unstored.location, obj, digest, unstored.document, unstored.rttm)
+        self.store.write_result(unstored.location, unstored.document, unstored.rttm)
         with self._unstored_guard:
             self._unstored.pop(location.json_key, None)
         return DiarizationCompleted(request, unstored.document)

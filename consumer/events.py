@@ -75,11 +75,19 @@ class ObjectRef:
 
 @dataclass(frozen=True, slots=True)
 class ResultLocation:
-    """Where the result objects of one job are stored: computed once per job by the store."""
+    """Where the result objects of one run are stored, and what they are computed from:
+    located once per run by the store (``ObjectStore.locate``).
+
+    ``digest`` names the source version, options and model (``event_job.result_digest``);
+    ``source_etag`` is the etag of the source version the run reads. A stored result is
+    reused only where both match what it was written with.
+    """
 
     bucket: str
     json_key: str
     rttm_key: str
+    digest: str = ""
+    source_etag: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +110,8 @@ class JobProgressed:
 
 @dataclass(frozen=True, slots=True)
 class DiarizationCompleted:
-    """A job finished; ``document`` is the result as stored in ``<prefix><key>.json``."""
+    """A job finished; ``document`` is the result as stored in ``<prefix><bucket>/<key>/<digest>.json``
+    (``ResultLocation``) and sent, fitted to its door, in the completed event."""
 
     request: AudioJobRequested
     document: dict[str, Any]

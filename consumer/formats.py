@@ -84,7 +84,8 @@ def result_document(
     location: ResultLocation,
     embedding_model: str = "",
 ) -> dict[str, Any]:
-    """The result of a job as stored in ``<prefix><key>.json`` and sent in the completed event."""
+    """The result of a job as stored in ``<prefix><bucket>/<key>/<digest>.json`` (``location``) and sent
+    in the completed event; it names the RTTM of the same run (``results.rttm``)."""
     return {
         "input": input_ref.to_dict(),
         "object": obj.to_dict(),

@@ -37,13 +37,13 @@ import schemas
 from consumer.config import StorageSettings
 from consumer.errors import (
     AccessDeniedError,
-    InvalidEventError,
     ObjectChangedError,
     ObjectNotFoundError,
     PayloadTooLargeError,
     ServiceError,
     StorageUnavailableError,
     StoreCredentialsError,
+    UnacceptableKeyError,
 )
 from consumer.events import ObjectRef, ResultLocation, is_acceptable_key
 
@@ -179,25 +179,33 @@ class ObjectStore:
 
         ``<prefix><bucket>/<key>/<digest>.json``, and a fresh ``<digest>.<run>.rttm`` on every
         call, so that concurrent runs never write each other's RTTM. Raises
-        ``InvalidEventError`` for a key the service does not take (``is_acceptable_key``), or
+        ``UnacceptableKeyError`` (``invalid_event``) for a key the service does not take (``is_acceptable_key``), or
         one too long to leave room for the result's name.
         """
         if not is_acceptable_key(ref.key):
-            raise InvalidEventError("the object key is not acceptable")
+            raise UnacceptableKeyError("the object key is not acceptable")
         # a leading "/" would make an empty path segment, which the store refuses in a key
         base = f"{self.settings.results_prefix}{ref.bucket}/{ref.key.lstrip('/')}/{digest}"
-        location = ResultLocation(self.settings.results_bucket, f"{base}.json", f"{base}.{uuid.uuid4().hex[:16]}.rttm")
+        location = ResultLocation(
+            self.settings.results_bucket,
+            f"{base}.json",
+            f"{base}.{uuid.uuid4().hex[:16]}.rttm",
+            digest,
+            ref.etag or "",
+        )
         if len(location.rttm_key.encode()) > _MAX_KEY_BYTES:
-            raise InvalidEventError(f"the object key is too long: its result key would exceed {_MAX_KEY_BYTES} bytes")
+            raise UnacceptableKeyError(
+                f"the object key is too long: its result key would exceed {_MAX_KEY_BYTES} bytes"
+            )
         return location
 
-    def find_result(self, location: ResultLocation, source: ObjectRef, digest: str) -> dict[str, Any] | None:
-        """The stored result document of this source version and settings, if there is a sound one.
+    def find_result(self, location: ResultLocation) -> dict[str, Any] | None:
+        """The stored result document of ``location``'s source version and digest, if there is a sound one.
 
-        None without an etag to compare (nothing is reused then), when there is none, and when
-        the stored one is corrupt or describes something else (it is then computed again).
+        None without a source etag to compare (nothing is reused then), when there is none,
+        and when the stored one is corrupt or describes something else (it is then computed again).
         """
-        if not source.etag:
+        if not location.source_etag:
             return None
         where = ObjectRef(location.bucket, location.json_key)
         try:
@@ -214,9 +222,9 @@ class ObjectStore:
             raise self._failed("result read", error) from exc
         finally:
             self._close(response)
-        if metadata.get(SOURCE_ETAG) != source.etag or metadata.get(RESULT_DIGEST) != digest:
+        if metadata.get(SOURCE_ETAG) != location.source_etag or metadata.get(RESULT_DIGEST) != location.digest:
             return None
-        problem = _unsound(body, location, source)
+        problem = _unsound(body, location)
         if problem:
             log.warning(
                 "stored result is corrupt; computing it again", extra={"key": location.json_key, "error": problem}
@@ -225,11 +233,12 @@ class ObjectStore:
         document: dict[str, Any] = json.loads(body)
         return document
 
-    def write_result(
-        self, location: ResultLocation, source: ObjectRef, digest: str, document: dict[str, Any], rttm: str
-    ) -> None:
+    def write_result(self, location: ResultLocation, document: dict[str, Any], rttm: str) -> None:
         """Store this run's RTTM, then the JSON document naming it; the JSON is what ``find_result`` trusts."""
-        metadata: dict[str, str | list[str] | tuple[str]] = {SOURCE_ETAG: source.etag or "", RESULT_DIGEST: digest}
+        metadata: dict[str, str | list[str] | tuple[str]] = {
+            SOURCE_ETAG: location.source_etag,
+            RESULT_DIGEST: location.digest,
+        }
         self._put(location.bucket, location.rttm_key, rttm.encode(), "text/rttm", metadata)
         document_bytes = json.dumps(document, separators=(",", ":")).encode()
         self._put(location.bucket, location.json_key, document_bytes, "application/json", metadata)
@@ -305,7 +314,7 @@ class ObjectStore:
         response.release_conn()
 
 
-def _unsound(body: bytes, location: ResultLocation, source: ObjectRef) -> str:
+def _unsound(body: bytes, location: ResultLocation) -> str:
     """Why a stored result document cannot be trusted, or "" if it can."""
     try:
         document = json.loads(body)
@@ -314,7 +323,7 @@ def _unsound(body: bytes, location: ResultLocation, source: ObjectRef) -> str:
     error = next(iter(schemas.validator("job-completed").iter_errors(document)), None)
     if error is not None:
         return f"not a job-completed document: {error.message}"
-    if document["results"]["json"] != location.json_key or document["object"].get("etag") != source.etag:
+    if document["results"]["json"] != location.json_key or document["object"].get("etag") != location.source_etag:
         return "it describes another object or location"
     return ""
 
@@ -338,7 +347,7 @@ def _s3_error(exc: S3Error, where: str, *, own: bool = False) -> ServiceError:
     if 400 <= status < 500 and status not in (408, 429):
         # the store refuses the request itself (a name it cannot address, a malformed
         # version id): asking again cannot help
-        return InvalidEventError(f"the object store refused {where}: {exc.code}: {exc.message}")
+        return UnacceptableKeyError(f"the object store refused {where}: {exc.code}: {exc.message}")
     return StorageUnavailableError(f"the object store failed on {where}: {exc.code}: {exc.message}")
 
 

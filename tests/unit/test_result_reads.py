@@ -62,14 +62,14 @@ def _document(location) -> bytes:
 def test_a_sound_stored_result_is_reused():
     store, location = _store(b"")
     store.client.response._body = _document(location)
-    found = store.find_result(location, SOURCE, DIGEST)
+    found = store.find_result(location)
     assert found is not None and found["segments"] == [{"start": 0.5, "end": 2.0, "speaker": "SPEAKER_00"}]
 
 
 def test_a_connection_reset_while_reading_a_stored_result_is_retryable_and_marks_the_store_failing():
     store, location = _store(b"", reset=True)
     with pytest.raises(StorageUnavailableError) as raised:
-        store.find_result(location, SOURCE, DIGEST)
+        store.find_result(location)
     assert raised.value.retryable and "ConnectionResetError" in raised.value.message
     assert store.health.failure is raised.value
 
@@ -87,12 +87,12 @@ def test_a_connection_reset_while_reading_a_stored_result_is_retryable_and_marks
 def test_a_corrupt_stored_result_is_not_reused(corrupt):
     store, location = _store(b"")
     store.client.response._body = corrupt(_document(location))
-    assert store.find_result(location, SOURCE, DIGEST) is None
+    assert store.find_result(location) is None
     assert store.health.failure is None
 
 
 def test_no_etag_no_reuse():
     store, location = _store(b"")
     store.client.response._body = _document(location)
-    assert store.find_result(location, ObjectRef("audio", "calls/a.wav"), DIGEST) is None
-    assert store.find_result(location, ObjectRef("audio", "calls/a.wav", None, "etag-2"), DIGEST) is None
+    assert store.find_result(store.locate(ObjectRef("audio", "calls/a.wav"), DIGEST)) is None
+    assert store.find_result(store.locate(ObjectRef("audio", "calls/a.wav", None, "etag-2"), DIGEST)) is None

@@ -11,12 +11,12 @@ from urllib3.response import HTTPResponse
 
 from consumer.errors import (
     AccessDeniedError,
-    InvalidEventError,
     ObjectChangedError,
     ObjectNotFoundError,
     ServiceError,
     StorageUnavailableError,
     StoreCredentialsError,
+    UnacceptableKeyError,
 )
 from consumer.storage import _s3_error
 
@@ -77,7 +77,7 @@ def test_the_code_decides_before_the_status(code, status):
 )
 def test_any_other_4xx_is_an_invalid_event(code, status):
     error = convert(code, status)
-    assert type(error) is InvalidEventError and not error.retryable
+    assert type(error) is UnacceptableKeyError and not error.retryable
     assert "refused" in error.message and "the store says no" in error.message
 
 
