@@ -31,12 +31,18 @@ AMI := $(CACHE_DIR)/ami/train/train.uem
 DEBIAN_PACKAGES := ffmpeg espeak-ng sox libsndfile1 chromium chromium-driver
 
 export CACHE_DIR
+# the linters' caches live with everything else make caches (a fresh clone starts warm)
+export RUFF_CACHE_DIR := $(CACHE_DIR)/ruff
+export MYPY_CACHE_DIR := $(CACHE_DIR)/mypy
+# make test: pytest-xdist workers, each with its own stack instance (tests/support/balance.py);
+# 3 on 2 cores, because much of the integration tier waits (restarts, backoffs, timeouts)
+TEST_WORKERS ?= 3
 # the project runs from this checkout; the venv only holds its dependencies
 export PYTHONPATH := $(CURDIR)
 export PYANNOTE_METRICS_ENABLED := 0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help install system-deps venv tools lock upgrade-lock models ami stack demo demo-http serve screenshots lint format test test-unit test-repo bench clean-venv
+.PHONY: help install system-deps venv tools lock upgrade-lock models ami stack demo demo-http serve screenshots lint format test test-unit test-repo audit bench clean-venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -114,14 +120,19 @@ format: venv ## rewrite the code as ruff formats it, and apply ruff's safe fixes
 	$(VENV)/bin/ruff check --fix .
 
 test: lint install ## lint first, then every tier: unit, repo, http, model (real bundle), integration (real Kafka + MinIO)
-	@# two pytest sessions side by side, each on its own stack instance (see tests/run_lanes.py)
-	$(PY) tests/run_lanes.py
+	@# the durations of the last run order the next one, longest first (kept under CACHE_DIR)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -o cache_dir=$(CACHE_DIR)/pytest $(PYTEST_ARGS)
 
 test-unit: venv ## pure logic only: offline, no external tool, seconds
 	$(PY) -m pytest tests/unit
 
-test-repo: venv ## repository checks: locks, pip-audit, hadolint, manifest and Compose schemas (needs Go)
+test-repo: venv ## repository checks: locks, hadolint, manifest and Compose schemas (needs Go)
 	$(PY) -m pytest tests/repo
+
+audit: venv ## known vulnerabilities in every locked package (pip-audit; needs PyPI's and OSV's vulnerability data)
+	@# --strict: a package that could not be audited fails the audit instead of passing unchecked
+	$(VENV)/bin/pip-audit --strict --no-deps --disable-pip --progress-spinner off \
+	  --cache-dir $(CACHE_DIR)/pip-audit -r $(RUNTIME_LOCK) -r $(TEST_LOCK)
 
 bench: install ## engine and pipeline benchmarks on this machine (figures printed; see bench/README.md)
 	$(PY) bench/engine_rtf.py

@@ -12,6 +12,8 @@ from consumer.config import Settings, cache_dir
 from consumer.engine.bundle import bundle_dir, is_built
 from tests.support.credentials import API_KEY
 
+pytest_plugins = ["tests.support.balance"]
+
 # The service must never phone home, in tests either.
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -16,13 +16,15 @@ from tests.support.stack import Stack, TopicReader
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    """Kafka and MinIO on loopback, as ``local-dev/stack.py`` starts them.
+def stack(worker_id: str) -> Iterator[Stack]:
+    """Kafka and MinIO on loopback, as ``local-dev/stack.py`` starts them: one instance per
+    pytest-xdist worker, started by the worker's first test that needs it.
 
-    The instance is ``test`` unless ``TEST_STACK_NAME`` names another, so that two test
-    sessions on one machine do not share (and destroy) one stack.
+    The instance is ``test`` (or ``TEST_STACK_NAME``), and ``test-gw0``, ``test-gw1``... under
+    xdist, so that sessions and workers on one machine never share (and destroy) one stack.
     """
-    running = Stack.start(os.environ.get("TEST_STACK_NAME", "test"))
+    base = os.environ.get("TEST_STACK_NAME", "test")
+    running = Stack.start(base if worker_id == "master" else f"{base}-{worker_id}")
     try:
         yield running
     finally:

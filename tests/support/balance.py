@@ -1,0 +1,73 @@
+"""A test run that balances itself over pytest-xdist's workers, with no hand-kept lists.
+
+- Tests that share a module- or class-scoped fixture of their own module (a shim, a
+  consumer, a diarized meeting) are one ``xdist_group``: they run on one worker, which sets
+  the fixture up once. Every other test is scheduled on its own (``--dist loadgroup``).
+- Work is handed out longest first (LPT): each test's (or group's) duration in the last run,
+  kept in pytest's cache (``make test`` keeps that under ``$CACHE_DIR``), orders the queue;
+  a test without a recorded duration counts as long, so new tests start early.
+
+Loaded by ``tests/conftest.py``; without xdist (``pytest -p no:xdist``, one test file) the
+order is all it changes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+CACHE_KEY = "diarization/durations"
+UNKNOWN_SECONDS = 120.0  # a test never timed yet is scheduled as a long one
+
+
+def _shared_fixture_scope(item: pytest.Item) -> str | None:
+    """The module of ``item`` if it uses a module- or class-scoped fixture defined there."""
+    info = getattr(item, "_fixtureinfo", None)
+    module = item.nodeid.split("::", 1)[0]
+    for definitions in info.name2fixturedefs.values() if info is not None else ():
+        for definition in definitions:
+            if definition.scope in ("module", "class") and definition.baseid.split("::", 1)[0] == module:
+                return module
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group what shares a module fixture; order groups and tests by their last durations, longest first."""
+    durations: dict[str, float] = config.cache.get(CACHE_KEY, {}) if config.cache is not None else {}
+    unit_of: dict[str, str] = {}
+    for item in items:
+        group = _shared_fixture_scope(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+        unit_of[item.nodeid] = group or item.nodeid
+    cost: dict[str, float] = defaultdict(float)
+    for item in items:
+        cost[unit_of[item.nodeid]] += durations.get(item.nodeid, UNKNOWN_SECONDS)
+    first_seen = {unit: index for index, unit in reversed(list(enumerate(unit_of[item.nodeid] for item in items)))}
+    # stable within a unit: a group's tests keep their file order (fixtures may rely on it)
+    items.sort(key=lambda item: (-cost[unit_of[item.nodeid]], first_seen[unit_of[item.nodeid]]))
+
+
+class DurationRecorder:
+    """On the controller (or a run without xdist): sum each test's phases, keep them for the next run."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.seconds[report.nodeid] += report.duration
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: Any) -> None:
+        if self.config.cache is None or not self.seconds:
+            return
+        kept: dict[str, float] = self.config.cache.get(CACHE_KEY, {})
+        kept.update({nodeid: round(seconds, 2) for nodeid, seconds in self.seconds.items()})
+        self.config.cache.set(CACHE_KEY, kept)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller sees every worker's reports
+        config.pluginmanager.register(DurationRecorder(config), "diarization-durations")
