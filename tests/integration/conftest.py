@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.credentials import API_KEY, RECEIVER_TOKEN
-from tests.support.processes import ConsumerProcess, free_port, start_module, stop, wait_http
+from tests.support.credentials import RECEIVER_TOKEN
+from tests.support.faults import Inputs, Scenario
+from tests.support.processes import ConsumerProcess, free_port, shim_env, start_module, stop, wait_http
 from tests.support.stack import Stack, TopicReader
 
 
@@ -77,6 +78,19 @@ def reader(stack: Stack) -> Iterator[Callable[[str], TopicReader]]:
 
 
 @pytest.fixture
+def scenario(stack: Stack, start_consumer, reader) -> Callable[..., Scenario]:
+    """Fault scenarios: ``scenario(name, partitions)`` gives fresh topics, a group, inputs, and
+    consumers started on them (``Scenario.consumer``); ``Scenario.check`` asserts the outcome."""
+
+    def make(name: str, partitions: int = 2) -> Scenario:
+        topics = stack.topics(name, partitions)
+        inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], name)
+        return Scenario(stack, topics, f"it-{name}-{uuid.uuid4().hex[:6]}", inputs, start_consumer, reader)
+
+    return make
+
+
+@pytest.fixture
 def start_shim(stack: Stack, settings, tmp_path: Path) -> Iterator[Callable[..., str]]:
     """Start HTTP shims with the stack's S3 settings plus overrides; their base URLs."""
     processes: list[subprocess.Popen] = []
@@ -87,20 +101,11 @@ def start_shim(stack: Stack, settings, tmp_path: Path) -> Iterator[Callable[...,
         port = free_port()
         log = tmp_path / f"shim-{len(processes)}.log"
         checks = {"RECEIVER_TOKEN", "RECEIVER_OIDC_ISSUER", "RECEIVER_AUTH"}
-        defaults = {"API_KEY": API_KEY, "RECEIVER_ENABLED": "true"}
+        defaults = {"RECEIVER_ENABLED": "true"}
         if not checks & set(env):
             defaults["RECEIVER_TOKEN"] = RECEIVER_TOKEN
         process = start_module(
-            "http_shim.server",
-            {
-                **stack.env,
-                "PORT": str(port),
-                "HOST": "127.0.0.1",
-                "DIARIZATION_MODEL": settings.engine.model,
-                **defaults,
-                **env,
-            },
-            log,
+            "http_shim.server", {**stack.env, **shim_env(settings.engine.model, port, **{**defaults, **env})}, log
         )
         processes.append(process)
         base = f"http://127.0.0.1:{port}"

@@ -23,10 +23,10 @@ from consumer.config import JobLimits, KafkaSettings
 from consumer.kafka.worker import EXIT_JOB_OVERDUE
 from tests.support.audio_bytes import encode
 from tests.support.conversation import conversation
-from tests.support.credentials import API_AUTH, API_KEY
+from tests.support.credentials import API_AUTH
 from tests.support.faults import S3Proxy
 from tests.support.hostile import children
-from tests.support.processes import free_port, start_module, wait_http
+from tests.support.processes import free_port, shim_env, start_module, wait_http
 from tests.support.stack import cloudevent_headers, results_for
 
 pytestmark = pytest.mark.integration
@@ -105,14 +105,7 @@ def test_a_stuck_job_ends_its_consumer_until_the_input_is_answered_too_many_atte
 def test_a_stuck_job_fails_the_shims_liveness(settings, tmp_path, clips):
     port = free_port()
     log = tmp_path / "stuck-shim.log"
-    env = {
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "DIARIZATION_MODEL": settings.engine.model,
-        "API_KEY": API_KEY,
-        "STUCK_DOOR": "shim",
-        "STUCK_ON_SECONDS": str(STUCK_SECONDS),
-    }
+    env = shim_env(settings.engine.model, port, STUCK_DOOR="shim", STUCK_ON_SECONDS=str(STUCK_SECONDS))
     process = start_module("tests.support.stuck_engine", env, log)
     base = f"http://127.0.0.1:{port}"
     try:

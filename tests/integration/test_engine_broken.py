@@ -9,12 +9,11 @@ committing the input it was on, and a healthy consumer of the same group complet
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 
 from tests.support.conversation import conversation
-from tests.support.faults import COMPLETED, FAILED, Figures, Inputs, answers, check_outcome
+from tests.support.faults import COMPLETED, FAILED, Figures, answers
 
 pytestmark = pytest.mark.integration
 
@@ -23,21 +22,18 @@ INPUTS = 6
 FAULTS = 5  # more than LIMIT: enough to fail every input the broken engine would take
 
 
-def test_a_broken_engine_exits_the_consumer_and_a_healthy_one_completes_the_rest(stack, start_consumer, reader):
+def test_a_broken_engine_exits_the_consumer_and_a_healthy_one_completes_the_rest(stack, scenario):
     talks = [conversation(num_speakers=2, duration=10, seed=301 + n).wav.read_bytes() for n in range(INPUTS)]
-    topics = stack.topics("engine-broken", partitions=1)  # one partition: the inputs run in order
-    group = f"engine-broken-{uuid.uuid4().hex[:6]}"
-    faulty = start_consumer(
+    world = scenario("engine-broken", partitions=1)  # one partition: the inputs run in order
+    faulty = world.consumer(
         # the 1st embedding call after warm-up raises, and the next FAULTS - 1: one per input
-        {**topics, "FAULT_EMBEDDING_CALL": "1", "FAULT_TIMES": str(FAULTS)},
-        group,
+        {"FAULT_EMBEDDING_CALL": "1", "FAULT_TIMES": str(FAULTS)},
         name="faulty",
         module="tests.support.faulty_consumer",
     )
-    inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "broken")
+    inputs, results = world.inputs, world.results
     for index in range(INPUTS):
         inputs.submit(talks[index])  # all different: a repeated input would count once
-    results = reader(topics["KAFKA_RESULTS_TOPIC"])
     started = time.monotonic()
     try:
         exit_code = faulty.process.wait(300)
@@ -46,7 +42,7 @@ def test_a_broken_engine_exits_the_consumer_and_a_healthy_one_completes_the_rest
     log = faulty.log_lines()
     results.drain(3)
     before_restart = {job.event_id: [e.type for e in answers(results.events, job)] for job in inputs.jobs}
-    committed = stack.committed(group, topics["KAFKA_INPUT_TOPIC"])
+    committed = stack.committed(world.group, world.input_topic)
     figures = Figures(
         f"engine broken after {LIMIT} inputs ({FAULTS} faults, {INPUTS} inputs)",
         inputs=INPUTS,
@@ -63,19 +59,9 @@ def test_a_broken_engine_exits_the_consumer_and_a_healthy_one_completes_the_rest
     }, before_restart
     assert committed == {0: LIMIT - 1}, f"committed {committed}: the input the engine broke on must stay uncommitted"
 
-    healthy = start_consumer(topics, group, name="healthy")
+    healthy = world.consumer(name="healthy")
     figures.seconds = time.monotonic() - started
-    check_outcome(
-        stack,
-        results,
-        inputs.jobs,
-        group=group,
-        input_topic=topics["KAFKA_INPUT_TOPIC"],
-        figures=figures,
-        expected={event_id: FAILED for event_id in failed_first},
-        timeout=400,
-        log=healthy.log_lines(),
-    )
+    world.check(figures, expected={event_id: FAILED for event_id in failed_first}, timeout=400)
     kinds = [answers(results.events, job)[0].type for job in inputs.jobs]
     assert (kinds.count(FAILED), kinds.count(COMPLETED)) == (LIMIT - 1, INPUTS - LIMIT + 1), kinds
     for job in inputs.jobs[: LIMIT - 1]:

@@ -44,10 +44,8 @@ from tests.support.faults import (
     COMPLETED,
     FAILED,
     Figures,
-    Inputs,
     S3Proxy,
     answers,
-    check_outcome,
     inspect_result_objects,
     pending,
     result_object_problems,
@@ -100,17 +98,15 @@ def _wait_for_metric(consumer, name: str, at_least: float, timeout: float, hint:
 # --- 1. the consumer SIGKILLed at random points of jobs, 10 rounds ----------------------------
 
 
-def test_consumer_sigkilled_at_random_points_ten_rounds(stack, start_consumer, reader, talks):
+def test_consumer_sigkilled_at_random_points_ten_rounds(stack, scenario, talks):
     rng = random.Random(SEED)
-    topics = stack.topics("fault-kill", partitions=2)
-    group = f"faults-kill-{uuid.uuid4().hex[:6]}"
+    world = scenario("fault-kill", partitions=2)
     # a killed member never leaves the group: a short session lets its successor in sooner.
     # The kills here come from outside, often on the same input (the first one behind each
     # partition's committed offset): with the default MAX_ATTEMPTS (3) such an input is
     # failed too_many_attempts, as an input that kills its consumer is (test 7 below).
-    env = {**topics, "KAFKA_SESSION_TIMEOUT_MS": "6000", "MAX_ATTEMPTS": "20"}
-    inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "kill")
-    results = reader(topics["KAFKA_RESULTS_TOPIC"])
+    env = {"KAFKA_SESSION_TIMEOUT_MS": "6000", "MAX_ATTEMPTS": "20"}
+    inputs, results = world.inputs, world.results
     figures = Figures("consumer SIGKILL x10", inputs=0, faults=0, notes={"seed": SEED})
     started = time.monotonic()
     kills_in_flight = unfinished_writes = 0
@@ -121,7 +117,7 @@ def test_consumer_sigkilled_at_random_points_ten_rounds(stack, start_consumer, r
         inputs.submit(rng.choice(talks))
         while len(pending(results, inputs.jobs)) < 3:
             inputs.submit(rng.choice(talks))
-        consumer = start_consumer(env, group, name=f"kill-round-{round_number}")
+        consumer = world.consumer(env, name=f"kill-round-{round_number}")
         _wait_for_job_start(consumer)
         # jobs take 1-4 s here: somewhere in the download, the model run, the writes, the
         # publish and commit, or in the next job
@@ -133,31 +129,22 @@ def test_consumer_sigkilled_at_random_points_ten_rounds(stack, start_consumer, r
         problems, unfinished = inspect_result_objects(stack, inputs.jobs)
         assert not problems, f"after kill {round_number + 1}: " + "\n".join(problems)
         unfinished_writes += len(unfinished)
-    final = start_consumer(env, group, name="kill-final")
+    world.consumer(env, name="kill-final")
     figures.seconds = time.monotonic() - started
     figures.notes["kills_with_a_job_in_flight"] = kills_in_flight
     figures.notes["rttm_without_json_seen_after_a_kill"] = unfinished_writes
-    check_outcome(
-        stack,
-        results,
-        inputs.jobs,
-        group=group,
-        input_topic=topics["KAFKA_INPUT_TOPIC"],
-        figures=figures,
-        timeout=600,
-        log=final.log_lines(),
-    )
+    world.check(figures, timeout=600)
     assert kills_in_flight >= 5, f"only {kills_in_flight} of 10 kills hit a running job: the test did not test much"
 
 
 # --- 2. the Kafka broker restarted mid-run -----------------------------------------------------
 
 
-def test_kafka_broker_restarted_mid_run(stack, start_consumer, reader, talks):
-    topics = stack.topics("fault-kafka", partitions=2)
+def test_kafka_broker_restarted_mid_run(stack, scenario, talks):
+    world = scenario("fault-kafka", partitions=2)
     # a short delivery timeout, so that publishing during the outage fails and is retried
-    consumer = start_consumer({**topics, "KAFKA_PUBLISH_TIMEOUT_SECONDS": "5"})
-    inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "kafka")
+    consumer = world.consumer({"KAFKA_PUBLISH_TIMEOUT_SECONDS": "5"})
+    inputs = world.inputs
     for index in range(6):
         inputs.submit(talks[index % len(talks)])
     figures = Figures("Kafka broker restarted", inputs=0, faults=0)
@@ -171,22 +158,12 @@ def test_kafka_broker_restarted_mid_run(stack, start_consumer, reader, talks):
         assert consumer.process.poll() is None, f"the consumer died without Kafka:\n{consumer.log_lines()[-4000:]}"
     finally:
         stack.restart("kafka")
-    # read the results from the topic's start with a reader that joins after the restart: a
-    # reader that had subscribed, but not polled yet, when the broker went away received
-    # nothing at all afterwards in 2 runs of 12 (librdkafka 2.16)
-    results = reader(topics["KAFKA_RESULTS_TOPIC"])
+    # the scenario reads the results from the topic's start with a reader that joins after the
+    # restart: a reader that had subscribed, but not polled yet, when the broker went away
+    # received nothing at all afterwards in 2 runs of 12 (librdkafka 2.16)
     figures.seconds = time.monotonic() - started
     figures.notes["publish_retries_so_far"] = consumer.metric('kafka_retries_total{reason="publish_failed"}')
-    check_outcome(
-        stack,
-        results,
-        inputs.jobs,
-        group=consumer.group,
-        input_topic=topics["KAFKA_INPUT_TOPIC"],
-        figures=figures,
-        timeout=400,
-        log=consumer.log_lines(),
-    )
+    world.check(figures, timeout=400)
     assert figures.notes["publish_retries_so_far"] >= 1, "no result publish met the outage"
     assert consumer.process.poll() is None
 
@@ -194,13 +171,12 @@ def test_kafka_broker_restarted_mid_run(stack, start_consumer, reader, talks):
 # --- 3. MinIO stopped and restarted while a batch is processed ---------------------------------
 
 
-def test_minio_stopped_and_restarted_mid_batch(stack, start_consumer, reader, talks):
-    topics = stack.topics("fault-minio", partitions=2)
-    consumer = start_consumer(topics)
-    inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "minio")
+def test_minio_stopped_and_restarted_mid_batch(stack, scenario, talks):
+    world = scenario("fault-minio", partitions=2)
+    consumer = world.consumer()
+    inputs, results = world.inputs, world.results
     for index in range(6):
         inputs.submit(talks[index % len(talks)])
-    results = reader(topics["KAFKA_RESULTS_TOPIC"])
     figures = Figures("MinIO stopped mid-batch", inputs=0, faults=0)
     started = time.monotonic()
     _wait_for_job_start(consumer)
@@ -227,23 +203,14 @@ def test_minio_stopped_and_restarted_mid_batch(stack, start_consumer, reader, ta
     finally:
         stack.restart("minio")
     figures.seconds = time.monotonic() - started
-    check_outcome(
-        stack,
-        results,
-        inputs.jobs,
-        group=consumer.group,
-        input_topic=topics["KAFKA_INPUT_TOPIC"],
-        figures=figures,
-        timeout=400,
-        log=consumer.log_lines(),
-    )
+    world.check(figures, timeout=400)
     assert len(answered) < len(inputs.jobs), "every input was answered before MinIO stopped: the outage hit no job"
 
 
 # --- 3b. the object store answering 503 with Retry-After, as MinIO does while it starts or stops --
 
 
-def test_object_store_answering_503_is_backed_off_by_the_consumer_then_completes(stack, start_consumer, reader, talks):
+def test_object_store_answering_503_is_backed_off_by_the_consumer_then_completes(stack, scenario, talks):
     """MinIO answers ``503 XMinioServerNotInitialized`` with ``Retry-After: 60`` while it starts
     or shuts down (seen when the MinIO test above stopped it during a request). The consumer
     must treat that like any other outage: fail the storage call fast, back off with its own
@@ -253,11 +220,10 @@ def test_object_store_answering_503_is_backed_off_by_the_consumer_then_completes
     proxy = S3Proxy(stack.env["S3_ENDPOINT"])
     try:
         proxy.unavailable.set()
-        topics = stack.topics("fault-503", partitions=1)
-        consumer = start_consumer({**topics, "S3_ENDPOINT": proxy.endpoint})
-        inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "s3-503")  # uploads go to MinIO itself
+        world = scenario("fault-503", partitions=1)
+        consumer = world.consumer({"S3_ENDPOINT": proxy.endpoint})
+        inputs, results = world.inputs, world.results  # uploads go to MinIO itself
         job = inputs.submit(talks[0])
-        results = reader(topics["KAFKA_RESULTS_TOPIC"])
         figures = Figures("object store answering 503 + Retry-After: 60", inputs=len(inputs.jobs), faults=1)
         started = time.monotonic()
         deadline = started + 60
@@ -281,16 +247,7 @@ def test_object_store_answering_503_is_backed_off_by_the_consumer_then_completes
         results.wait_for(lambda events: answers(events, job), 30, "the result within 30 s of the store's return")
         figures.notes["seconds_to_result_after_return"] = round(time.monotonic() - recovered, 1)
         figures.seconds = time.monotonic() - started
-        check_outcome(
-            stack,
-            results,
-            inputs.jobs,
-            group=consumer.group,
-            input_topic=topics["KAFKA_INPUT_TOPIC"],
-            figures=figures,
-            timeout=60,
-            log=consumer.log_lines(),
-        )
+        world.check(figures, timeout=60)
     finally:
         proxy.close()
 
@@ -342,19 +299,17 @@ def _delivery_error(bootstrap: str, topic: str, size: int = 2000) -> str | None:
 
 
 def test_results_topic_refusing_records_for_good_makes_the_consumer_exit_and_a_restart_completes(
-    stack, start_consumer, reader, talks
+    stack, scenario, talks
 ):
     """A record the broker refuses for good (``MSG_SIZE_TOO_LARGE``) is not retried like an
     outage, which would stall the partition for good behind green probes: the consumer
     exits non-zero, commits nothing, and once the topic takes records again a restarted
     consumer answers every input."""
-    topics = stack.topics("fault-unwritable", partitions=2)
-    results_topic = topics["KAFKA_RESULTS_TOPIC"]
-    group = f"faults-unwritable-{uuid.uuid4().hex[:6]}"
-    env = {**topics, "KAFKA_PUBLISH_TIMEOUT_SECONDS": "5"}
-    consumer = start_consumer(env, group)
-    results = reader(results_topic)
-    inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "unwritable")
+    world = scenario("fault-unwritable", partitions=2)
+    results_topic = world.topics["KAFKA_RESULTS_TOPIC"]
+    env = {"KAFKA_PUBLISH_TIMEOUT_SECONDS": "5"}
+    consumer = world.consumer(env)
+    inputs, results = world.inputs, world.results
     figures = Figures(f"results topic refusing records (max.message.bytes={_TOO_SMALL})", inputs=0, faults=0)
     started = time.monotonic()
     _alter_topic_config(stack.bootstrap, results_topic, "max.message.bytes", _TOO_SMALL)
@@ -376,54 +331,33 @@ def test_results_topic_refusing_records_for_good_makes_the_consumer_exit_and_a_r
         figures.notes["seconds_to_exit"] = round(time.monotonic() - started, 1)
         results.drain(1)
         assert not [e for e in results.events if e.type in (COMPLETED, FAILED)], "a result got through"
-        committed = stack.committed(group, topics["KAFKA_INPUT_TOPIC"])
+        committed = stack.committed(world.group, world.input_topic)
         assert all(offset < 0 for offset in committed.values()), f"committed while nothing was published: {committed}"
     finally:
         _alter_topic_config(stack.bootstrap, results_topic, "max.message.bytes", None)
     assert _delivery_error(stack.bootstrap, results_topic) is None, "the results topic is still unwritable"
-    restarted = start_consumer(env, group, name="restarted")
+    world.consumer(env, name="restarted")
     figures.seconds = time.monotonic() - started
-    check_outcome(
-        stack,
-        results,
-        inputs.jobs,
-        group=group,
-        input_topic=topics["KAFKA_INPUT_TOPIC"],
-        figures=figures,
-        timeout=400,
-        log=restarted.log_lines(),
-    )
+    world.check(figures, timeout=400)
 
 
 # --- 5. the model raising mid-job ----------------------------------------------------------------
 
 
-def test_model_raising_mid_job_fails_that_job_and_the_consumer_keeps_serving(stack, start_consumer, reader, talks):
-    topics = stack.topics("fault-model", partitions=1)  # one partition: the inputs run in order
-    consumer = start_consumer(
+def test_model_raising_mid_job_fails_that_job_and_the_consumer_keeps_serving(scenario, talks):
+    world = scenario("fault-model", partitions=1)  # one partition: the inputs run in order
+    consumer = world.consumer(
         # the 1st chunk_frames call after warm-up is inside the first job (one call per
         # 60 s region of audio: the first job's only call)
-        {**topics, "FAULT_EMBEDDING_CALL": "1", "FAULT_TIMES": "1"},
+        {"FAULT_EMBEDDING_CALL": "1", "FAULT_TIMES": "1"},
         module="tests.support.faulty_consumer",
     )
     assert "model fault armed" in consumer.log_lines(), consumer.log_lines()[-4000:]
-    inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "model")
+    inputs, results = world.inputs, world.results
     first = inputs.submit(talks[1], name="faulty")
     for index in range(3):
         inputs.submit(talks[index], name=f"after-{index}")
-    results = reader(topics["KAFKA_RESULTS_TOPIC"])
-    figures = Figures("model raising mid-job", inputs=0, faults=1)
-    check_outcome(
-        stack,
-        results,
-        inputs.jobs,
-        group=consumer.group,
-        input_topic=topics["KAFKA_INPUT_TOPIC"],
-        figures=figures,
-        expected={first.event_id: FAILED},
-        timeout=300,
-        log=consumer.log_lines(),
-    )
+    world.check(Figures("model raising mid-job", inputs=0, faults=1), expected={first.event_id: FAILED})
     [failed] = {e.id: e for e in answers(results.events, first)}.values()
     assert failed.data["error"]["code"] == "inference_failed", failed.data
     assert failed.data["error"]["retryable"] is False
@@ -454,41 +388,31 @@ def _large_audio() -> bytes:
     return buffer.getvalue()
 
 
-def test_temporary_disk_full_waits_then_completes(stack, start_consumer, reader, tmp_path: Path):
+def test_temporary_disk_full_waits_then_completes(stack, scenario, tmp_path: Path):
     spool_dir = tmp_path / "spool"
     spool_dir.mkdir()
     _mount("-t", "tmpfs", "-o", "size=8m", "tmpfs", str(spool_dir))
     consumer = None
     try:
-        topics = stack.topics("fault-disk", partitions=1)
+        world = scenario("fault-disk", partitions=1)
         audio = _large_audio()
         assert len(audio) > 40 * 1024 * 1024, len(audio)
-        consumer = start_consumer({**topics, "TMPDIR": str(spool_dir)})
-        inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "disk")
+        consumer = world.consumer({"TMPDIR": str(spool_dir)})
+        inputs, results = world.inputs, world.results
         job = inputs.submit(audio, name="large")
-        results = reader(topics["KAFKA_RESULTS_TOPIC"])
         figures = Figures("temp disk full (8 MiB tmpfs)", inputs=0, faults=1, notes={"audio_bytes": len(audio)})
         started = time.monotonic()
         retries = _wait_for_metric(consumer, 'kafka_retries_total{reason="storage_unavailable"}', 2, 180)
         results.drain(1)
         assert not answers(results.events, job), f"a result while the disk was full: {answers(results.events, job)}"
-        committed = stack.committed(consumer.group, topics["KAFKA_INPUT_TOPIC"])
+        committed = stack.committed(world.group, world.input_topic)
         assert all(offset < 0 for offset in committed.values()), f"committed while the disk was full: {committed}"
         assert "no space left for temporary files" in consumer.log_lines()
         assert not result_object_problems(stack, inputs.jobs)
         figures.notes["storage_retries_while_full"] = retries
         _mount("-o", "remount,size=512m", str(spool_dir))
         figures.seconds = time.monotonic() - started
-        check_outcome(
-            stack,
-            results,
-            inputs.jobs,
-            group=consumer.group,
-            input_topic=topics["KAFKA_INPUT_TOPIC"],
-            figures=figures,
-            timeout=300,
-            log=consumer.log_lines(),
-        )
+        world.check(figures)
         [result] = {e.id: e for e in answers(results.events, job)}.values()
         assert result.data["duration"] > 30, result.data["duration"]
     finally:
@@ -504,30 +428,29 @@ def test_temporary_disk_full_waits_then_completes(stack, start_consumer, reader,
 
 
 def test_an_input_that_kills_its_consumer_is_failed_after_max_attempts_and_the_rest_complete(
-    stack, settings, start_consumer, reader, talks, tmp_path: Path
+    stack, settings, scenario, talks, tmp_path: Path
 ):
     """The marked input ends its consumer at once (``os._exit``, as an OOM kill would) each
     time it is started; the attempt marker counts the starts, and after ``MAX_ATTEMPTS``
     (default 3) the next consumer answers it ``too_many_attempts`` and goes on."""
-    topics = stack.topics("fault-crash", partitions=1)  # one partition: the inputs after it wait behind it
-    group = f"faults-crash-{uuid.uuid4().hex[:6]}"
+    world = scenario("fault-crash", partitions=1)  # one partition: the inputs after it wait behind it
     # static membership: each restart rejoins as the same member at once, as a container
     # restarted in its pod does (no session timeout to wait out)
-    env = {**topics, "DIE_ON_KEY_CONTAINING": "/deadly-", "KAFKA_GROUP_INSTANCE_ID": f"pod-{uuid.uuid4().hex[:6]}"}
-    inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "crash")
+    env = {"DIE_ON_KEY_CONTAINING": "/deadly-", "KAFKA_GROUP_INSTANCE_ID": f"pod-{uuid.uuid4().hex[:6]}"}
+    inputs, results = world.inputs, world.results
     inputs.submit(talks[0], name="before")
     deadly = inputs.submit(talks[0], name="deadly")
     for index in range(2):
         inputs.submit(talks[index], name=f"after-{index}")
-    results = reader(topics["KAFKA_RESULTS_TOPIC"])
     figures = Figures("an input killing its consumer", inputs=0, faults=0)
     started = time.monotonic()
     full_env = {
         **stack.env,
         "DIARIZATION_MODEL": settings.engine.model,
-        "KAFKA_GROUP_ID": group,
+        "KAFKA_GROUP_ID": world.group,
         "CONSUMER_PROBE_PORT": "0",
         "RETRY_BACKOFF_MAX_SECONDS": "2",
+        **world.topics,
         **env,
     }
     for start in range(3):  # started and died three times: nobody waits for readiness here
@@ -545,19 +468,9 @@ def test_an_input_that_kills_its_consumer_is_failed_after_max_attempts_and_the_r
         figures.faults += 1
     results.drain(1)
     assert not answers(results.events, deadly), "the marked input was answered before its attempts ran out"
-    final = start_consumer(env, group, name="crash-final", module="tests.support.dying_consumer")
+    final = world.consumer(env, name="crash-final", module="tests.support.dying_consumer")
     figures.seconds = time.monotonic() - started
-    check_outcome(
-        stack,
-        results,
-        inputs.jobs,
-        group=group,
-        input_topic=topics["KAFKA_INPUT_TOPIC"],
-        figures=figures,
-        expected={deadly.event_id: FAILED},
-        timeout=300,
-        log=final.log_lines(),
-    )
+    world.check(figures, expected={deadly.event_id: FAILED})
     [failed] = {e.id: e for e in answers(results.events, deadly)}.values()
     assert failed.data["error"]["code"] == "too_many_attempts" and failed.data["error"]["retryable"] is False
     assert "dying on the marked input" not in final.log_lines(), "the fourth start ran the marked input again"
@@ -577,34 +490,23 @@ def test_an_input_that_kills_its_consumer_is_failed_after_max_attempts_and_the_r
 # --- 8. an unexpected error outside the job core -----------------------------------------------
 
 
-def test_an_unexpected_error_is_answered_once_under_the_inputs_own_id(stack, start_consumer, reader, talks):
+def test_an_unexpected_error_is_answered_once_under_the_inputs_own_id(scenario, reader, talks):
     """A bug outside the job core (``EventJob.handle`` itself raising) must not give a
     decodable input a second identity (its Kafka coordinates) nor a dead letter: it gets
     one ``internal_error`` answer under its own id, and the inputs after it complete."""
-    topics = stack.topics("fault-bug", partitions=1)
-    consumer = start_consumer({**topics, "RAISE_ON_KEY_CONTAINING": "/buggy-"}, module="tests.support.dying_consumer")
-    inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "bug")
+    world = scenario("fault-bug", partitions=1)
+    consumer = world.consumer({"RAISE_ON_KEY_CONTAINING": "/buggy-"}, module="tests.support.dying_consumer")
+    inputs, results = world.inputs, world.results
     inputs.submit(talks[0], name="before")
     buggy = inputs.submit(talks[0], name="buggy")
     inputs.submit(talks[1], name="after")
-    results = reader(topics["KAFKA_RESULTS_TOPIC"])
     figures = Figures("unexpected error outside the job core", inputs=0, faults=1)
-    check_outcome(
-        stack,
-        results,
-        inputs.jobs,
-        group=consumer.group,
-        input_topic=topics["KAFKA_INPUT_TOPIC"],
-        figures=figures,
-        expected={buggy.event_id: FAILED},
-        timeout=300,
-        log=consumer.log_lines(),
-    )
+    world.check(figures, expected={buggy.event_id: FAILED})
     [failed] = {e.id: e for e in answers(results.events, buggy)}.values()
     assert failed.data["error"] == {"code": "internal_error", "message": InternalError.public_text, "retryable": False}
     assert RAISED not in json.dumps(failed.data) and RAISED in consumer.log_lines()
     assert failed.data["object"]["key"] == buggy.key
-    dead_letters = reader(topics["KAFKA_DLQ_TOPIC"])
+    dead_letters = reader(world.topics["KAFKA_DLQ_TOPIC"])
     dead_letters.drain(3)
     assert not dead_letters.raw, f"a decodable input was dead-lettered: {dead_letters.raw}"
     assert consumer.metric('kafka_messages_total{outcome="dead_lettered"}') == 0

@@ -63,7 +63,7 @@ from tests.support.hostile import (
     write_silent_wav,
     zip_of_wav,
 )
-from tests.support.processes import ConsumerProcess, free_port, start_module, stop, wait_http
+from tests.support.processes import ConsumerProcess, free_port, shim_env, start_module, stop, wait_http
 from tests.support.stack import Stack, TopicReader
 
 pytestmark = pytest.mark.integration
@@ -432,12 +432,7 @@ def shim(stack: Stack, settings, tmp_path_factory) -> Iterator[Shim]:
     log = tmp_path_factory.mktemp("hostile-shim") / "shim.log"
     env = {
         **stack.env,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "DIARIZATION_MODEL": settings.engine.model,
-        "API_KEY": API_KEY,
-        "RECEIVER_ENABLED": "true",
-        "RECEIVER_TOKEN": SENDER_TOKEN,
+        **shim_env(settings.engine.model, port, API_KEY=API_KEY, RECEIVER_ENABLED="true", RECEIVER_TOKEN=SENDER_TOKEN),
         "MAX_AUDIO_BYTES": str(MAX_AUDIO_BYTES),
         "EVENT_MAX_BYTES": str(EVENT_MAX_BYTES),
         "HTTP_THREADS": str(HTTP_THREADS),

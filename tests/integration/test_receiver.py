@@ -14,7 +14,7 @@ import requests
 import schemas
 from consumer.events import InputRef
 from tests.support.audio_bytes import encode, tone
-from tests.support.credentials import API_AUTH, API_KEY, RECEIVER_TOKEN, SENDER_AUTH, SENDER_NAMESPACE
+from tests.support.credentials import API_AUTH, RECEIVER_TOKEN, SENDER_AUTH, SENDER_NAMESPACE
 from tests.support.knative_delivery import is_binary_cloudevent, knative_accepts
 from tests.support.oidc import Issuer
 from tests.support.processes import free_port
@@ -218,20 +218,12 @@ def test_a_sink_that_is_down_then_up(start_shim, uploaded):
 
 
 def test_a_result_the_sink_never_takes_is_logged_with_its_objects_at_shutdown(stack, settings, tmp_path, uploaded):
-    from tests.support.processes import start_module, stop, wait_http
+    from tests.support.processes import shim_env, start_module, stop, wait_http
 
     refusing = EventSink(status=503)
     port = free_port()
     log = tmp_path / "shim.log"
-    env = {
-        **stack.env,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "DIARIZATION_MODEL": settings.engine.model,
-        "API_KEY": API_KEY,
-        "RECEIVER_ENABLED": "true",
-        "RECEIVER_TOKEN": RECEIVER_TOKEN,
-    }
+    env = {**stack.env, **shim_env(settings.engine.model, port, RECEIVER_ENABLED="true", RECEIVER_TOKEN=RECEIVER_TOKEN)}
     process = start_module("http_shim.server", {**env, "K_SINK": refusing.url, "RECEIVER_ASYNC": "true"}, log)
     try:
         base = f"http://127.0.0.1:{port}"

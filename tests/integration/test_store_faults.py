@@ -25,7 +25,7 @@ from consumer.errors import AccessDeniedError, StoreCredentialsError
 from consumer.events import ObjectRef
 from consumer.storage import ObjectStore
 from tests.support.conversation import conversation
-from tests.support.faults import COMPLETED, FAILED, Figures, Inputs, Job, answers, check_outcome, result_objects
+from tests.support.faults import COMPLETED, FAILED, Figures, Job, answers, result_objects
 
 pytestmark = pytest.mark.integration
 
@@ -99,15 +99,14 @@ def _assert_waiting(stack, consumer, results, jobs: list[Job], earlier: int, cod
 
 
 def test_rotated_credentials_pause_the_consumer_and_every_job_completes_when_they_are_restored(
-    stack, start_consumer, reader, store_user, talks
+    stack, scenario, store_user, talks
 ):
     """The default backoff (``RETRY_BACKOFF_MAX_SECONDS`` 30 s): a disabled user (MinIO answers
     ``InvalidAccessKeyId``; HEAD says only ``AccessDenied``), then a changed secret
     (``SignatureDoesNotMatch``). Five uploads wait out the first, two the second."""
-    topics = stack.topics("store-credentials", partitions=2)
-    consumer = start_consumer({**topics, **store_user.env, "RETRY_BACKOFF_MAX_SECONDS": "30"})
-    results = reader(topics["KAFKA_RESULTS_TOPIC"])
-    inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "credentials")
+    world = scenario("store-credentials", partitions=2)
+    consumer = world.consumer({**store_user.env, "RETRY_BACKOFF_MAX_SECONDS": "30"})
+    inputs, results = world.inputs, world.results
     figures = Figures("consumer credentials disabled, then rotated", inputs=0, faults=0)
     started = time.monotonic()
 
@@ -118,16 +117,7 @@ def test_rotated_credentials_pause_the_consumer_and_every_job_completes_when_the
     waiting = list(inputs.jobs)
     figures.notes["disabled"] = _assert_waiting(stack, consumer, results, waiting, 0, "storage_credentials_rejected")
     store_user.admin.user_enable(store_user.name)
-    check_outcome(
-        stack,
-        results,
-        inputs.jobs,
-        group=consumer.group,
-        input_topic=topics["KAFKA_INPUT_TOPIC"],
-        figures=figures,
-        timeout=300,
-        log=consumer.log_lines(),
-    )
+    world.check(figures)
     assert _ready(consumer)[0] == 200
 
     store_user.admin.user_add(store_user.name, f"rotated-{uuid.uuid4().hex}")  # the consumer's secret is now wrong
@@ -140,16 +130,7 @@ def test_rotated_credentials_pause_the_consumer_and_every_job_completes_when_the
     )
     store_user.admin.user_add(store_user.name, store_user.secret)
     figures.seconds = time.monotonic() - started
-    check_outcome(
-        stack,
-        results,
-        inputs.jobs,
-        group=consumer.group,
-        input_topic=topics["KAFKA_INPUT_TOPIC"],
-        figures=figures,
-        timeout=300,
-        log=consumer.log_lines(),
-    )
+    world.check(figures)
     kinds = [event.type for job in inputs.jobs for event in answers(results.events, job)]
     assert kinds.count(FAILED) == 0 and len(inputs.jobs) == 7, kinds
     assert {job.event_id for job in inputs.jobs if answers(results.events, job)[0].type == COMPLETED} == {
@@ -160,7 +141,7 @@ def test_rotated_credentials_pause_the_consumer_and_every_job_completes_when_the
 
 
 def test_results_refused_after_inference_are_stored_later_without_running_the_model_again(
-    stack, start_consumer, reader, store_user, talks
+    stack, scenario, store_user, talks
 ):
     deny = {
         "Version": "2012-10-17",
@@ -177,10 +158,9 @@ def test_results_refused_after_inference_are_stored_later_without_running_the_mo
     }
     store_user.admin.policy_add(DENY_RESULT_WRITES, policy=deny)
     store_user.admin.attach_policy([DENY_RESULT_WRITES], user=store_user.name)
-    topics = stack.topics("store-results-denied", partitions=1)
-    consumer = start_consumer({**topics, **store_user.env})
-    results = reader(topics["KAFKA_RESULTS_TOPIC"])
-    inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "results-denied")
+    world = scenario("store-results-denied", partitions=1)
+    consumer = world.consumer(store_user.env)
+    inputs, results = world.inputs, world.results
     for index in range(3):
         inputs.submit(talks[index])
     figures = Figures("results bucket refusing writes", inputs=0, faults=1)
@@ -190,26 +170,16 @@ def test_results_refused_after_inference_are_stored_later_without_running_the_mo
     assert consumer.metric(ran) == 1, "the first job ran, and no other while its result waits"
     store_user.admin.detach_policy([DENY_RESULT_WRITES], user=store_user.name)
     figures.seconds = time.monotonic() - started
-    check_outcome(
-        stack,
-        results,
-        inputs.jobs,
-        group=consumer.group,
-        input_topic=topics["KAFKA_INPUT_TOPIC"],
-        figures=figures,
-        timeout=300,
-        log=consumer.log_lines(),
-    )
+    world.check(figures)
     assert consumer.metric(ran) == 3, f"the model ran {consumer.metric(ran):.0f} times for 3 inputs"
     assert "storing a result computed before the store failed" in consumer.log_lines()
     store_user.admin.policy_remove(DENY_RESULT_WRITES)
 
 
-def test_a_corrupt_stored_result_is_computed_again(stack, start_consumer, reader, talks):
-    topics = stack.topics("store-corrupt", partitions=1)
-    consumer = start_consumer(topics)
-    results = reader(topics["KAFKA_RESULTS_TOPIC"])
-    inputs = Inputs(stack, topics["KAFKA_INPUT_TOPIC"], "corrupt")
+def test_a_corrupt_stored_result_is_computed_again(stack, scenario, talks):
+    world = scenario("store-corrupt", partitions=1)
+    consumer = world.consumer()
+    inputs, results = world.inputs, world.results
     first = inputs.submit(talks[0], name="first")
     results.wait_for(lambda events: answers(events, first), 180, "the first result")
     [done] = answers(results.events, first)

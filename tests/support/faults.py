@@ -24,8 +24,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 from minio.error import S3Error
@@ -98,6 +99,56 @@ class Inputs:
     def send(self, job: Job) -> None:
         data = {"bucket": self.stack.env["S3_UPLOAD_BUCKET"], "key": job.key}
         self.stack.produce(self.topic, json.dumps(data).encode(), job.key.encode(), cloudevent_headers(job.event_id))
+
+
+@dataclass
+class Scenario:
+    """One fault test's world: its own topics and consumer group, the inputs it submits, the
+    consumers it starts, and the check of every guarantee at the end (``check_outcome``).
+
+    Made by the integration tier's ``scenario`` fixture. The results reader opens on first
+    use (``results``), so a test can open it after a broker restart.
+    """
+
+    stack: Stack
+    topics: dict[str, str]
+    group: str
+    inputs: Inputs
+    start_consumer: Callable[..., Any]
+    open_reader: Callable[[str], TopicReader]
+    consumers: list[Any] = field(default_factory=list)
+    _results: TopicReader | None = None
+
+    @property
+    def input_topic(self) -> str:
+        return self.topics["KAFKA_INPUT_TOPIC"]
+
+    @property
+    def results(self) -> TopicReader:
+        """A reader of the results topic from its start (opened on first use)."""
+        if self._results is None:
+            self._results = self.open_reader(self.topics["KAFKA_RESULTS_TOPIC"])
+        return self._results
+
+    def consumer(self, env: dict[str, str] | None = None, **options: str) -> Any:
+        """Start a consumer on the scenario's topics and group (``env`` adds settings)."""
+        started = self.start_consumer({**self.topics, **(env or {})}, self.group, **options)
+        self.consumers.append(started)
+        return started
+
+    def check(self, figures: Figures, expected: dict[str, str] | None = None, timeout: float = 300) -> Figures:
+        """``check_outcome`` over every input submitted, with the consumers' logs for context."""
+        return check_outcome(
+            self.stack,
+            self.results,
+            self.inputs.jobs,
+            group=self.group,
+            input_topic=self.input_topic,
+            figures=figures,
+            expected=expected,
+            timeout=timeout,
+            log=self.consumers[-1].log_lines() if self.consumers else "",
+        )
 
 
 def answers(events: list[ReceivedEvent], job: Job) -> list[ReceivedEvent]:

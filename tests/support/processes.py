@@ -13,6 +13,8 @@ from pathlib import Path
 
 import requests
 
+from tests.support.credentials import API_KEY
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -21,6 +23,11 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def shim_env(model: str, port: int, **more: str) -> dict[str, str]:
+    """A shim under test: on loopback at ``port``, with ``model`` and the tests' API key; ``more`` on top."""
+    return {"PORT": str(port), "HOST": "127.0.0.1", "DIARIZATION_MODEL": model, "API_KEY": API_KEY, **more}
 
 
 def start_module(module: str, env: dict[str, str], log: Path) -> subprocess.Popen:
