@@ -25,7 +25,8 @@ LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --ge
   --constraint requirements/constraints.txt --custom-compile-command 'make lock' --quiet
 BUNDLE := $(CACHE_DIR)/models/offline-default/bundle.json
 AMI := $(CACHE_DIR)/ami/train/train.uem
-DEBIAN_PACKAGES := ffmpeg espeak-ng sox libsndfile1
+# buildah: make image, make build and the image tier; debootstrap: the stand-in base (make image)
+DEBIAN_PACKAGES := ffmpeg espeak-ng sox libsndfile1 buildah debootstrap
 
 export CACHE_DIR
 # the project runs from this checkout; the venv only holds its dependencies
@@ -33,14 +34,14 @@ export PYTHONPATH := $(CURDIR)
 export PYANNOTE_METRICS_ENABLED := 0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help install system-deps venv tools lock upgrade-lock models ami stack demo demo-http lint format test test-unit test-repo bench clean-venv
+.PHONY: help install system-deps venv tools lock upgrade-lock models ami stack image demo demo-http lint format test test-unit test-repo test-image bench clean-venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 install: system-deps venv models ami stack ## everything the demo and the tests need
 
-system-deps: ## Debian packages: ffmpeg libraries (torchcodec), espeak-ng and sox (test audio)
+system-deps: ## Debian packages: ffmpeg libraries (torchcodec), espeak-ng and sox (test audio), buildah and debootstrap (the image)
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -86,6 +87,15 @@ $(AMI): $(DEPS_STAMP) tests/support/ami.py
 stack: venv ## Kafka jars and a MinIO binary for the local stack (needs Java 17+, Maven, Go 1.24+)
 	$(PY) local-dev/stack.py install
 
+# The image from the Containerfile, built with buildah on storage under $(CACHE_DIR)/image
+# (overlay driver, layer cache: a source change rebuilds the small source layer only). The
+# runtime lock's wheels and the offline bundle go in from the cache: no network once they
+# are there. On the Debian stand-in base, loudly, where the pinned UBI base cannot be pulled.
+LOCAL_IMAGE := localhost/diarization-service:dev
+
+image: system-deps venv models ## build the image from the Containerfile as $(LOCAL_IMAGE) (what make test starts)
+	$(PY) local-dev/image.py build --tag $(LOCAL_IMAGE)
+
 demo: install ## upload a recording to MinIO, get its diarization back as a Kafka result event
 	$(PY) local-dev/demo.py
 
@@ -101,7 +111,7 @@ format: venv ## rewrite the code as ruff formats it, and apply ruff's safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: lint install ## lint first, then every tier: unit, repo, http, model (real bundle), integration (real Kafka + MinIO)
+test: lint install image ## lint first, then every tier: unit, repo, http, model (real bundle), integration (real Kafka + MinIO), image
 	@# two pytest sessions side by side, each on its own stack instance (see tests/run_lanes.py)
 	$(PY) tests/run_lanes.py
 
@@ -110,6 +120,9 @@ test-unit: venv ## pure logic only: offline, no external tool, seconds
 
 test-repo: venv ## repository checks: locks, pip-audit, hadolint, manifest and Compose schemas (needs Go)
 	$(PY) -m pytest tests/repo
+
+test-image: image stack ## the built image's modes, started as an arbitrary UID against a local stack
+	$(PY) -m pytest tests/image
 
 bench: install ## engine and pipeline benchmarks on this machine (figures printed; see bench/README.md)
 	$(PY) bench/engine_rtf.py
@@ -128,16 +141,15 @@ REGISTRY ?= image-registry.openshift-image-registry.svc:5000/$(NAMESPACE)
 IMAGE_TAG ?= 0.1.0
 IMAGE := $(REGISTRY)/diarization-service:$(IMAGE_TAG)
 KUBECTL ?= $(shell command -v oc || command -v kubectl || echo oc)
-CONTAINER_ENGINE ?= $(shell command -v podman || command -v docker || echo podman)
 KUSTOMIZE_IMAGE := image-registry.openshift-image-registry.svc:5000/diarization/diarization-service:0.1.0
 
 .PHONY: build push create-secret deploy undeploy status logs test-health test-diarize
 
-build: ## build the container image $(IMAGE) (x86_64; bakes the offline model)
-	$(CONTAINER_ENGINE) build -t $(IMAGE) -f Containerfile .
+build: system-deps venv models ## build $(IMAGE) with buildah on the pinned UBI base (never on a stand-in; bakes the offline model)
+	$(PY) local-dev/image.py build --tag $(IMAGE) --require-base
 
-push: ## push $(IMAGE)
-	$(CONTAINER_ENGINE) push $(IMAGE)
+push: ## push $(IMAGE) with buildah (`buildah login` to the registry first)
+	$(PY) local-dev/image.py push $(IMAGE)
 
 create-secret: ## Secrets from S3_ACCESS_KEY, S3_SECRET_KEY and the optional HF_TOKEN, API_KEY
 	@test -n "$${S3_ACCESS_KEY:-}" && test -n "$${S3_SECRET_KEY:-}" || { echo "set S3_ACCESS_KEY and S3_SECRET_KEY"; exit 1; }

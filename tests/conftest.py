@@ -1,15 +1,20 @@
-"""Fixtures shared by the tiers: settings, the real offline model, pyannote's sample."""
+"""Fixtures shared by the tiers: settings, the real offline model, pyannote's sample, the local stack."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from consumer.analyzer import Analyzer
 from consumer.config import Settings, cache_dir
 from consumer.engine.bundle import bundle_dir, is_built
+
+if TYPE_CHECKING:
+    from tests.support.stack import Stack
 
 # The service must never phone home, in tests either.
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
@@ -58,3 +63,20 @@ def sample() -> tuple[Path, Path]:
 
     folder = Path(pyannote.audio.__file__).parent / "sample"
     return folder / "sample.wav", folder / "sample.rttm"
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """Kafka and MinIO on loopback, as ``local-dev/stack.py`` starts them (integration and image tiers).
+
+    The instance is ``test`` unless ``TEST_STACK_NAME`` names another, so that two test
+    sessions on one machine do not share (and destroy) one stack. One fixture for every
+    tier: a second session fixture of the same name would restart (and so destroy) it.
+    """
+    from tests.support.stack import Stack  # the Kafka and MinIO clients: only for tiers that use them
+
+    running = Stack.start(os.environ.get("TEST_STACK_NAME", "test"))
+    try:
+        yield running
+    finally:
+        running.destroy()

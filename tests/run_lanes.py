@@ -33,9 +33,11 @@ class Lane:
 
 # Balanced on measured durations (a cold `make test`: lane 1 ran 33 min, lane 2 19 min
 # before the last four moved): the three-hour file, the Kafka door suites, the store and
-# engine faults, the rebalance and the Knative delivery harness in one lane; the fault
-# suite and everything without a stack in the other.
+# engine faults, the rebalance, the Knative delivery harness and the built image's modes
+# (tests/image, about 2 minutes) in one lane; the fault suite and everything without a
+# stack in the other.
 SECOND = (
+    "tests/image",
     f"{INTEGRATION}/test_hostile_inputs.py",
     f"{INTEGRATION}/test_kafka_worker.py",
     f"{INTEGRATION}/test_load.py",

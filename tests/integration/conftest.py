@@ -1,8 +1,7 @@
-"""The integration tier runs against the real local stack, started for the session."""
+"""The integration tier runs against the real local stack (the session's ``stack`` fixture, tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,20 +11,6 @@ import pytest
 
 from tests.support.processes import ConsumerProcess, free_port, start_module, stop, wait_http
 from tests.support.stack import Stack, TopicReader
-
-
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    """Kafka and MinIO on loopback, as ``local-dev/stack.py`` starts them.
-
-    The instance is ``test`` unless ``TEST_STACK_NAME`` names another, so that two test
-    sessions on one machine do not share (and destroy) one stack.
-    """
-    running = Stack.start(os.environ.get("TEST_STACK_NAME", "test"))
-    try:
-        yield running
-    finally:
-        running.destroy()
 
 
 @pytest.fixture
