@@ -337,7 +337,9 @@ def build(place: Store, tag: str, require_base: bool) -> dict[str, object]:
     model = model_dir()
     base, stand_in = choose_base(place, require_base)
     wheelhouse_seconds = fill_wheelhouse(place)
-    args = ["bud", "--layers", "--isolation", "chroot", "--network", "host", "-f", str(CONTAINERFILE), "-t", tag]
+    # --force-rm: a failed step's container (the venv step's holds gigabytes) is removed as well
+    args = ["bud", "--layers", "--force-rm", "--isolation", "chroot", "--network", "host"]
+    args += ["-f", str(CONTAINERFILE), "-t", tag]
     args += ["--build-arg", f"BASE_IMAGE={base}", "--build-context", f"model={model}"]
     args += ["--build-context", f"wheels={place.wheelhouse}"]
     args += ["--build-arg", "PIP_NO_INDEX=1", "--build-arg", f"PIP_FIND_LINKS={WHEELS_MOUNT}"]
