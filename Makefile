@@ -142,14 +142,27 @@ IMAGE_TAG ?= 0.1.0
 IMAGE := $(REGISTRY)/diarization-service:$(IMAGE_TAG)
 KUBECTL ?= $(shell command -v oc || command -v kubectl || echo oc)
 KUSTOMIZE_IMAGE := image-registry.openshift-image-registry.svc:5000/diarization/diarization-service:0.1.0
+# An optional profile, a component of knative/profiles/ ("GPUs" in the README): make deploy
+# PROFILE=idle-zero applies knative/ with it, through a kustomization made in $(CACHE_DIR).
+PROFILE ?=
+MANIFESTS := $(if $(PROFILE),$(CACHE_DIR)/deploy/$(PROFILE),knative)
 
-.PHONY: build push create-secret deploy undeploy status logs test-health test-diarize
+.PHONY: build push manifests create-secret deploy undeploy status logs test-health test-diarize
 
 build: system-deps venv models ## build $(IMAGE) with buildah on the pinned UBI base (never on a stand-in; bakes the offline model)
 	$(PY) local-dev/image.py build --tag $(IMAGE) --require-base
 
 push: ## push $(IMAGE) with buildah (`buildah login` to the registry first)
 	$(PY) local-dev/image.py push $(IMAGE)
+
+manifests: ## the kustomization deploy applies: knative/, with knative/profiles/$(PROFILE) when PROFILE is set
+ifneq ($(PROFILE),)
+	@test -f knative/profiles/$(PROFILE)/kustomization.yaml || { echo "no profile knative/profiles/$(PROFILE)"; exit 1; }
+	@# kustomize takes neither absolute roots nor an overlay inside knative/: relative paths from outside
+	mkdir -p $(MANIFESTS) && printf 'resources:\n  - %s\ncomponents:\n  - %s\n' \
+	  "$$(realpath --relative-to=$(MANIFESTS) knative)" "$$(realpath --relative-to=$(MANIFESTS) knative/profiles/$(PROFILE))" \
+	  > $(MANIFESTS)/kustomization.yaml
+endif
 
 create-secret: ## Secrets from S3_ACCESS_KEY, S3_SECRET_KEY and the optional HF_TOKEN, API_KEY
 	@test -n "$${S3_ACCESS_KEY:-}" && test -n "$${S3_SECRET_KEY:-}" || { echo "set S3_ACCESS_KEY and S3_SECRET_KEY"; exit 1; }
@@ -161,20 +174,20 @@ create-secret: ## Secrets from S3_ACCESS_KEY, S3_SECRET_KEY and the optional HF_
 	@if [ -n "$${API_KEY:-}" ]; then $(KUBECTL) -n $(NAMESPACE) create secret generic diarization-api-key \
 	  --from-literal=API_KEY="$$API_KEY" --dry-run=client -o yaml | $(KUBECTL) apply -f -; fi
 
-deploy: ## apply knative/ into $(NAMESPACE) with $(IMAGE), then the HTTPS Route for the public Service's host
+deploy: manifests ## apply knative/ (and PROFILE) into $(NAMESPACE) with $(IMAGE), then the HTTPS Route for the public Service's host
 	$(KUBECTL) get namespace $(NAMESPACE) >/dev/null 2>&1 || $(KUBECTL) create namespace $(NAMESPACE)
 	# OpenShift Serverless runs the SinkBinding webhook in inclusion mode: only labelled namespaces get K_SINK
 	$(KUBECTL) label --overwrite namespace $(NAMESPACE) bindings.knative.dev/include=true
-	$(KUBECTL) kustomize knative/ | sed -e 's|$(KUSTOMIZE_IMAGE)|$(IMAGE)|' -e 's|namespace: diarization$$|namespace: $(NAMESPACE)|' \
+	$(KUBECTL) kustomize $(MANIFESTS) | sed -e 's|$(KUSTOMIZE_IMAGE)|$(IMAGE)|' -e 's|namespace: diarization$$|namespace: $(NAMESPACE)|' \
 	  -e 's|/diarization/diarization-events|/$(NAMESPACE)/diarization-events|' | $(KUBECTL) apply -n $(NAMESPACE) -f -
 	$(KUBECTL) -n $(NAMESPACE) wait ksvc/diarization ksvc/diarization-events --for=condition=Ready --timeout=15m
 	host=$$($(KUBECTL) -n $(NAMESPACE) get ksvc diarization -o jsonpath='{.status.url}' | sed 's|^[a-z]*://||'); \
 	$(KUBECTL) kustomize knative/openshift/ | sed "s|host: .*|host: $$host|; s|name: diarization-diarization|name: diarization-$(NAMESPACE)|" \
 	  | $(KUBECTL) apply -f -; echo "https://$$host"
 
-undeploy: ## delete what deploy created (Secrets and the model PVC are kept)
+undeploy: manifests ## delete what deploy created (Secrets and the model PVC are kept)
 	$(KUBECTL) delete route -n knative-serving-ingress diarization-$(NAMESPACE) --ignore-not-found
-	$(KUBECTL) kustomize knative/ | sed 's|namespace: diarization$$|namespace: $(NAMESPACE)|' \
+	$(KUBECTL) kustomize $(MANIFESTS) | sed 's|namespace: diarization$$|namespace: $(NAMESPACE)|' \
 	  | $(KUBECTL) delete -n $(NAMESPACE) --ignore-not-found -f - --selector '!diarization.dev/keep'
 
 status: ## the Services, the consumer, their scalers, event plumbing and pods
