@@ -107,6 +107,7 @@ def test_the_shim_becomes_ready_with_the_warm_up_on(shim: Started, report) -> No
     assert requests.get(f"{shim.url}/ready", timeout=10).status_code == 200
     lines = shim.container.log_lines()
     assert started_settings(lines)["engine"]["warmup"] is True
+    assert "Permission denied" not in shim.container.log_tail(10**6), "the shim writes where its UID may not"
     ready = model_ready(shim)
     report(
         f"shim: {shim.ready_seconds:.1f} s from container start to /ready; model load {ready['load_seconds']} s, "
@@ -185,6 +186,7 @@ def test_an_upload_gives_a_completed_event_from_the_consumer(
     (result,) = [e for e in events if e.subject == subject and not e.type.endswith(".progress")]
     assert result.type == "dev.diarization.job.completed", result.data
     assert result.data["num_speakers"] == 2
+    assert "Permission denied" not in consumer.container.log_tail(10**6), "the consumer writes where its UID may not"
     ready = model_ready(consumer)
     report(
         f"consumer: {consumer.ready_seconds:.1f} s from container start to /ready; model load "
