@@ -66,16 +66,19 @@ def sample() -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    """Kafka and MinIO on loopback, as ``local-dev/stack.py`` starts them (integration and image tiers).
+def stack(worker_id: str) -> Iterator[Stack]:
+    """Kafka and MinIO on loopback, as ``local-dev/stack.py`` starts them (integration and image
+    tiers): one instance per pytest-xdist worker, started by the worker's first test that needs it.
 
-    The instance is ``test`` unless ``TEST_STACK_NAME`` names another, so that two test
-    sessions on one machine do not share (and destroy) one stack. One fixture for every
-    tier: a second session fixture of the same name would restart (and so destroy) it.
+    The instance is ``test`` (or ``TEST_STACK_NAME``), and ``test-gw0``, ``test-gw1``... under
+    xdist, so that sessions and workers on one machine never share (and destroy) one stack.
+    One fixture for every tier: a second session fixture of the same name would restart (and
+    so destroy) it.
     """
     from tests.support.stack import Stack  # the Kafka and MinIO clients: only for tiers that use them
 
-    running = Stack.start(os.environ.get("TEST_STACK_NAME", "test"))
+    base = os.environ.get("TEST_STACK_NAME", "test")
+    running = Stack.start(base if worker_id == "master" else f"{base}-{worker_id}")
     try:
         yield running
     finally:

@@ -12,17 +12,51 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support.containers import ARBITRARY_USER, Containers, Started, image_tool
+from tests.support.containers import ARBITRARY_USER, Containers, Started, image_tool, wait_ready
 from tests.support.media import transcode
+from tests.support.processes import free_port
 from tests.support.stack import Stack, TopicReader
 
 pytestmark = pytest.mark.image
+
+# Each mode runs once for the module (one shim with its receiver, one consumer): module-scoped
+# fixtures of this module, so that its tests share one worker under pytest-xdist.
+
+
+@pytest.fixture(scope="module")
+def containers(built_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containers]:
+    """Containers of the built image; all of them stopped and removed when the module ends."""
+    started = Containers(built_image, tmp_path_factory.mktemp("containers"))
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+@pytest.fixture(scope="module")
+def shim(containers: Containers, stack: Stack) -> Started:
+    """``diarization shim`` with its receiver (the default), the stack's object store, ready."""
+    port = free_port()
+    container = containers.start("shim", {**stack.env, "HOST": "127.0.0.1", "PORT": str(port), "LOG_FORMAT": "json"})
+    return wait_ready(container, f"http://127.0.0.1:{port}/ready")
+
+
+@pytest.fixture(scope="module")
+def consumer(containers: Containers, stack: Stack) -> Started:
+    """``diarization consumer`` on the stack's topics, in a fresh group that starts at their end, ready."""
+    group = f"image-{uuid.uuid4().hex[:8]}"
+    stack.move_group_to_end(group, stack.env["KAFKA_INPUT_TOPIC"])
+    port = free_port()
+    env = {**stack.env, "KAFKA_GROUP_ID": group, "CONSUMER_PROBE_PORT": str(port), "LOG_FORMAT": "json"}
+    container = containers.start("consumer", env)
+    return wait_ready(container, f"http://127.0.0.1:{port}/ready")
+
 
 Sample = tuple[Path, Path]
 
