@@ -28,7 +28,9 @@ LOCK_FLAGS := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --ge
 # holds is rebuilt.
 BUNDLE := $(CACHE_DIR)/models/.offline-default-$(shell cat consumer/engine/bundle.py consumer/engine/campplus.py | sha256sum | cut -c1-16)
 AMI := $(CACHE_DIR)/ami/train/train.uem
-DEBIAN_PACKAGES := ffmpeg espeak-ng sox libsndfile1 chromium chromium-driver
+# chromium, chromium-driver: the results page's tests; buildah: make image, make build and the
+# image tier; debootstrap: the stand-in base (make image)
+DEBIAN_PACKAGES := ffmpeg espeak-ng sox libsndfile1 chromium chromium-driver buildah debootstrap
 
 export CACHE_DIR
 # the linters' caches live with everything else make caches (a fresh clone starts warm)
@@ -42,14 +44,14 @@ export PYTHONPATH := $(CURDIR)
 export PYANNOTE_METRICS_ENABLED := 0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help install system-deps venv tools lock upgrade-lock models ami stack demo demo-http serve screenshots lint format test test-unit test-repo audit bench clean-venv
+.PHONY: help install system-deps venv tools lock upgrade-lock models ami stack image demo demo-http serve screenshots lint format test test-unit test-repo test-image audit bench clean-venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 install: system-deps venv models ami stack ## everything the demo and the tests need
 
-system-deps: ## Debian packages: ffmpeg libraries (torchcodec), espeak-ng and sox (test audio), chromium and chromium-driver (the results page's tests)
+system-deps: ## Debian packages: ffmpeg libraries (torchcodec), espeak-ng and sox (test audio), chromium and chromium-driver (the results page's tests), buildah and debootstrap (the image)
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -98,6 +100,15 @@ $(AMI): | $(DEPS_STAMP)
 stack: venv ## Kafka jars and a MinIO binary for the local stack (needs Java 17+, Maven, Go 1.24+)
 	$(PY) local-dev/stack.py install
 
+# The image from the Containerfile, built with buildah on storage under $(CACHE_DIR)/image
+# (overlay driver, layer cache: a source change rebuilds the small source layer only). The
+# runtime lock's wheels and the offline bundle go in from the cache: no network once they
+# are there. On the Debian stand-in base, loudly, where the pinned UBI base cannot be pulled.
+LOCAL_IMAGE := localhost/diarization-service:dev
+
+image: system-deps venv models ## build the image from the Containerfile as $(LOCAL_IMAGE) (what make test starts)
+	$(PY) local-dev/image.py build --tag $(LOCAL_IMAGE)
+
 demo: install ## upload a recording to MinIO, get its diarization back as a Kafka result event
 	$(PY) local-dev/demo.py
 
@@ -119,7 +130,7 @@ format: venv ## rewrite the code as ruff formats it, and apply ruff's safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: lint install ## lint first, then every tier: unit, repo, http, model (real bundle), integration (real Kafka + MinIO)
+test: lint install image ## lint first, then every tier: unit, repo, http, model (real bundle), integration (real Kafka + MinIO), browser, image
 	@# the durations of the last run order the next one, longest first (kept under CACHE_DIR)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -o cache_dir=$(CACHE_DIR)/pytest $(PYTEST_ARGS)
 
@@ -133,6 +144,9 @@ audit: venv ## known vulnerabilities in every locked package (pip-audit; needs P
 	@# --strict: a package that could not be audited fails the audit instead of passing unchecked
 	$(VENV)/bin/pip-audit --strict --no-deps --disable-pip --progress-spinner off \
 	  --cache-dir $(CACHE_DIR)/pip-audit -r $(RUNTIME_LOCK) -r $(TEST_LOCK)
+
+test-image: image stack ## the built image's modes, started as an arbitrary UID against a local stack
+	$(PY) -m pytest tests/image
 
 bench: install ## engine and pipeline benchmarks on this machine (figures printed; see bench/README.md)
 	$(PY) bench/engine_rtf.py
@@ -152,16 +166,28 @@ REGISTRY ?= image-registry.openshift-image-registry.svc:5000/$(NAMESPACE)
 IMAGE_TAG ?= 0.1.0
 IMAGE := $(REGISTRY)/diarization-service:$(IMAGE_TAG)
 KUBECTL ?= $(shell command -v oc || command -v kubectl || echo oc)
-CONTAINER_ENGINE ?= $(shell command -v podman || command -v docker || echo podman)
 KUSTOMIZE_IMAGE := image-registry.openshift-image-registry.svc:5000/diarization/diarization-service:0.1.0
+# An optional profile, a component of knative/profiles/ ("GPUs" in the README): make deploy
+# PROFILE=idle-zero applies knative/ with it, through a kustomization made in $(CACHE_DIR).
+PROFILE ?=
+MANIFESTS := $(if $(PROFILE),$(CACHE_DIR)/deploy/$(PROFILE),knative)
 
-.PHONY: build push create-secret deploy undeploy status logs test-health test-diarize
+.PHONY: build push manifests create-secret deploy undeploy status logs test-health test-diarize
 
-build: ## build the container image $(IMAGE) (x86_64; bakes the offline model)
-	$(CONTAINER_ENGINE) build -t $(IMAGE) -f Containerfile .
+build: system-deps venv models ## build $(IMAGE) with buildah on the pinned UBI base (never on a stand-in; bakes the offline model)
+	$(PY) local-dev/image.py build --tag $(IMAGE) --require-base
 
-push: ## push $(IMAGE)
-	$(CONTAINER_ENGINE) push $(IMAGE)
+push: ## push $(IMAGE) with buildah (`buildah login` to the registry first)
+	$(PY) local-dev/image.py push $(IMAGE)
+
+manifests: ## the kustomization deploy applies: knative/, with knative/profiles/$(PROFILE) when PROFILE is set
+ifneq ($(PROFILE),)
+	@test -f knative/profiles/$(PROFILE)/kustomization.yaml || { echo "no profile knative/profiles/$(PROFILE)"; exit 1; }
+	@# kustomize takes neither absolute roots nor an overlay inside knative/: relative paths from outside
+	mkdir -p $(MANIFESTS) && printf 'resources:\n  - %s\ncomponents:\n  - %s\n' \
+	  "$$(realpath --relative-to=$(MANIFESTS) knative)" "$$(realpath --relative-to=$(MANIFESTS) knative/profiles/$(PROFILE))" \
+	  > $(MANIFESTS)/kustomization.yaml
+endif
 
 create-secret: ## Secrets: S3_ACCESS_KEY and S3_SECRET_KEY, API_KEY (generated when not given), optional HF_TOKEN
 	@test -n "$${S3_ACCESS_KEY:-}" && test -n "$${S3_SECRET_KEY:-}" || { echo "set S3_ACCESS_KEY and S3_SECRET_KEY"; exit 1; }
@@ -182,11 +208,11 @@ create-secret: ## Secrets: S3_ACCESS_KEY and S3_SECRET_KEY, API_KEY (generated w
 	fi; \
 	echo "read it with: $(KUBECTL) -n $(NAMESPACE) get secret diarization-api-key -o jsonpath='{.data.API_KEY}' | base64 -d"
 
-deploy: ## apply knative/ into $(NAMESPACE) with $(IMAGE), then the HTTPS Route for the public Service's host
+deploy: manifests ## apply knative/ (and PROFILE) into $(NAMESPACE) with $(IMAGE), then the HTTPS Route for the public Service's host
 	$(KUBECTL) get namespace $(NAMESPACE) >/dev/null 2>&1 || $(KUBECTL) create namespace $(NAMESPACE)
 	# OpenShift Serverless runs the SinkBinding webhook in inclusion mode: only labelled namespaces get K_SINK
 	$(KUBECTL) label --overwrite namespace $(NAMESPACE) bindings.knative.dev/include=true
-	$(KUBECTL) kustomize knative/ | sed -e 's|$(KUSTOMIZE_IMAGE)|$(IMAGE)|' -e 's|namespace: diarization$$|namespace: $(NAMESPACE)|' \
+	$(KUBECTL) kustomize $(MANIFESTS) | sed -e 's|$(KUSTOMIZE_IMAGE)|$(IMAGE)|' -e 's|namespace: diarization$$|namespace: $(NAMESPACE)|' \
 	  -e 's|/diarization/diarization-events|/$(NAMESPACE)/diarization-events|' \
 	  -e 's|system:serviceaccount:diarization:|system:serviceaccount:$(NAMESPACE):|' | $(KUBECTL) apply -n $(NAMESPACE) -f -
 	$(KUBECTL) -n $(NAMESPACE) wait ksvc/diarization ksvc/diarization-events --for=condition=Ready --timeout=15m
@@ -194,9 +220,9 @@ deploy: ## apply knative/ into $(NAMESPACE) with $(IMAGE), then the HTTPS Route 
 	$(KUBECTL) kustomize knative/openshift/ | sed "s|host: .*|host: $$host|; s|name: diarization-diarization|name: diarization-$(NAMESPACE)|" \
 	  | $(KUBECTL) apply -f -; echo "https://$$host"
 
-undeploy: ## delete what deploy created (Secrets and the model PVC are kept)
+undeploy: manifests ## delete what deploy created (Secrets and the model PVC are kept)
 	$(KUBECTL) delete route -n knative-serving-ingress diarization-$(NAMESPACE) --ignore-not-found
-	$(KUBECTL) kustomize knative/ | sed 's|namespace: diarization$$|namespace: $(NAMESPACE)|' \
+	$(KUBECTL) kustomize $(MANIFESTS) | sed 's|namespace: diarization$$|namespace: $(NAMESPACE)|' \
 	  | $(KUBECTL) delete -n $(NAMESPACE) --ignore-not-found -f - --selector '!diarization.dev/keep'
 
 status: ## the Services, the consumer, their scalers, event plumbing and pods

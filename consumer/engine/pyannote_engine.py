@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from importlib import resources
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -100,6 +102,8 @@ class PyannoteEngine:
 
     def _load(self) -> None:
         started = time.perf_counter()
+        if self._settings.torch_cache_dir:
+            use_torch_cache_dir(self._settings.torch_cache_dir)
         import torch
         from pyannote.audio.telemetry import set_telemetry_metrics
 
@@ -365,6 +369,18 @@ class PyannoteEngine:
         self._run_locked(samples, 16_000, JobOptions(), progress=None)
 
 
+def use_torch_cache_dir(folder: str) -> None:
+    """Point torch's compile cache (TorchInductor, Triton) at ``folder``; call it before torch is imported.
+
+    ``torch._dynamo``, which lightning (hence pyannote.audio) imports, resolves that folder
+    at import time; without ``TORCHINDUCTOR_CACHE_DIR`` torch names it after
+    ``getpass.getuser()``, which raises ``KeyError`` for a UID without a passwd entry, as
+    OpenShift's arbitrary UIDs are on runtimes that add none (pytorch/pytorch#140765,
+    fixed upstream after torch 2.11). The variable is torch's only way in.
+    """
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` is an accelerator running out of memory (``torch.cuda.OutOfMemoryError``,
     or a ``RuntimeError`` saying so, as older torch and other backends raise)."""
@@ -475,10 +491,15 @@ def _load_pipeline(model: str, token: str | None) -> Any:
 
 
 def _warmup_audio() -> np.ndarray:
-    """15 s of the speech sample that ships with pyannote.audio, as 16 kHz float32."""
-    import soundfile as sf
-    from pyannote.audio import sample
+    """15 s of the speech sample that ships with pyannote.audio, as 16 kHz float32.
 
-    samples, rate = sf.read(Path(sample.__file__).with_name("sample.wav"), dtype="float32", frames=15 * 16_000)
+    Read as a file of the package, never by importing ``pyannote.audio.sample``: that import
+    decodes the sample through torchcodec, which needs FFmpeg's shared libraries, and the
+    image has none (see the Containerfile).
+    """
+    import soundfile as sf
+
+    with resources.files("pyannote.audio").joinpath("sample", "sample.wav").open("rb") as wav:
+        samples, rate = sf.read(wav, dtype="float32", frames=15 * 16_000)
     assert rate == 16_000, rate
     return samples

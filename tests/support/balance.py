@@ -35,7 +35,8 @@ def _shared_fixture_scope(item: pytest.Item) -> str | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Group what shares a module fixture; order groups and tests by their last durations, longest first."""
-    durations: dict[str, float] = config.cache.get(CACHE_KEY, {}) if config.cache is not None else {}
+    cache = getattr(config, "cache", None)  # none with -p no:cacheprovider
+    durations: dict[str, float] = cache.get(CACHE_KEY, {}) if cache is not None else {}
     unit_of: dict[str, str] = {}
     for item in items:
         group = _shared_fixture_scope(item)
@@ -61,11 +62,12 @@ class DurationRecorder:
         self.seconds[report.nodeid] += report.duration
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: Any) -> None:
-        if self.config.cache is None or not self.seconds:
+        cache = getattr(self.config, "cache", None)
+        if cache is None or not self.seconds:
             return
-        kept: dict[str, float] = self.config.cache.get(CACHE_KEY, {})
+        kept: dict[str, float] = cache.get(CACHE_KEY, {})
         kept.update({nodeid: round(seconds, 2) for nodeid, seconds in self.seconds.items()})
-        self.config.cache.set(CACHE_KEY, kept)
+        cache.set(CACHE_KEY, kept)
 
 
 def pytest_configure(config: pytest.Config) -> None:

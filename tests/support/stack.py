@@ -15,11 +15,17 @@ from typing import Any
 
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from minio import Minio
 
 STACK_SCRIPT = Path(__file__).resolve().parents[2] / "local-dev" / "stack.py"
+# Kafka's answers while a group's coordinator moves or loads: the commit is retried
+COORDINATOR_ERRORS = (
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+)
 
 
 def stack_cli(*args: str, expect: int = 0, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -113,7 +119,9 @@ class Stack:
                 consumer.commit(offsets=ends, asynchronous=False)
                 break
             except KafkaException as exc:
-                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                # the client does not flag a coordinator that is still being found as retriable
+                error = exc.args[0]
+                if not (error.retriable() or error.code() in COORDINATOR_ERRORS) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
         consumer.close()
