@@ -98,7 +98,7 @@ every stage's end (with the same fraction when nothing new is done): the job's h
 
 
 class Engine(Protocol):
-    """A diarization engine.
+    """A diarization engine: one model, loaded once, running one job at a time.
 
     ``load()`` blocks until the model is loaded and warmed up, then ``ready`` is true; if
     it fails it raises, and ``error`` keeps the failure for the readiness probe.
@@ -108,13 +108,20 @@ class Engine(Protocol):
     """
 
     @property
-    def ready(self) -> bool: ...
+    def ready(self) -> bool:
+        """Whether ``run()`` can be called now: loaded, warm, and not broken. Never blocks."""
+        ...
 
     @property
-    def device(self) -> str: ...
+    def device(self) -> str:
+        """The device type the model runs on (``cpu``, ``cuda``); ``cpu`` before ``load()``. Never blocks."""
+        ...
 
     @property
-    def error(self) -> ServiceError | None: ...
+    def error(self) -> ServiceError | None:
+        """Why the engine is not ready: the failure of ``load()`` (``ModelLoadError``), or of the
+        engine itself (``EngineBrokenError``); ``None`` while it loads or once it is ready."""
+        ...
 
     @property
     def embedding_model(self) -> str:
@@ -122,7 +129,14 @@ class Engine(Protocol):
         voiceprints are comparable only between runs with the same one."""
         ...
 
-    def load(self) -> None: ...
+    def load(self) -> None:
+        """Load the model onto its device and warm it up; called once, at start-up, from one thread.
+
+        Blocks for as long as that takes (seconds to a minute). Sets ``ready`` (and
+        ``embedding_model``, ``device``) on success; raises ``ModelLoadError`` otherwise, also
+        kept in ``error``.
+        """
+        ...
 
     def run(
         self,
@@ -130,4 +144,15 @@ class Engine(Protocol):
         sample_rate: int,
         options: JobOptions,
         progress: ProgressCallback | None = None,
-    ) -> EngineResult: ...
+    ) -> EngineResult:
+        """Diarize (or, for a VAD-only job, only detect speech in) mono float32 ``samples``.
+
+        Called from any thread once ``ready``; blocks for the whole job, queued behind the
+        job in progress. ``progress`` is called from the inference thread (see
+        ``ProgressCallback``). Returns everything the run found, stages' timings and speaker
+        centroids included (nothing is left on the engine for a later call to read). Raises
+        ``ModelNotReadyError`` before ``load()`` finished, ``InferenceError`` when the model
+        fails on this audio, and ``EngineBrokenError`` once failures on several different
+        inputs in a row show the engine, not the inputs, at fault.
+        """
+        ...
