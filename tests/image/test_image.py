@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from tests.support.containers import ARBITRARY_USER, Containers, Started, image_tool, wait_ready
+from tests.support.credentials import API_AUTH, API_KEY, RECEIVER_TOKEN, SENDER_AUTH
 from tests.support.media import transcode
 from tests.support.processes import free_port
 from tests.support.stack import Stack, TopicReader
@@ -41,9 +42,19 @@ def containers(built_image: str, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="module")
 def shim(containers: Containers, stack: Stack) -> Started:
-    """``diarization shim`` with its receiver (the default), the stack's object store, ready."""
+    """``diarization shim`` as the events Service runs it: the API behind its key, the receiver on and
+    checking its senders (the shared-token check), the stack's object store; ready."""
     port = free_port()
-    container = containers.start("shim", {**stack.env, "HOST": "127.0.0.1", "PORT": str(port), "LOG_FORMAT": "json"})
+    env = {
+        **stack.env,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "LOG_FORMAT": "json",
+        "API_KEY": API_KEY,
+        "RECEIVER_ENABLED": "true",
+        "RECEIVER_TOKEN": RECEIVER_TOKEN,
+    }
+    container = containers.start("shim", env)
     return wait_ready(container, f"http://127.0.0.1:{port}/ready")
 
 
@@ -152,13 +163,15 @@ def test_the_shim_becomes_ready_with_the_warm_up_on(shim: Started, report) -> No
 def test_the_shim_diarizes_wav_and_mp3(shim: Started, sample: Sample) -> None:
     wav = sample[0].read_bytes()
     for name, data in (("sample.wav", wav), ("sample.mp3", transcode(wav, "mp3"))):
-        response = requests.post(f"{shim.url}/v1/diarize", files={"file": (name, data)}, timeout=300)
+        response = requests.post(f"{shim.url}/v1/diarize", files={"file": (name, data)}, headers=API_AUTH, timeout=300)
         assert response.status_code == 200, f"{name}: {response.status_code} {response.text[:500]}"
         assert response.json()["num_speakers"] == 2, name
 
 
 def test_the_shim_detects_speech(shim: Started, sample: Sample) -> None:
-    response = requests.post(f"{shim.url}/v1/vad", files={"file": ("sample.wav", sample[0].read_bytes())}, timeout=300)
+    response = requests.post(
+        f"{shim.url}/v1/vad", files={"file": ("sample.wav", sample[0].read_bytes())}, headers=API_AUTH, timeout=300
+    )
     assert response.status_code == 200, response.text[:500]
     speech = sum(region["end"] - region["start"] for region in response.json()["speech_segments"])
     # the engine's detection error on this sample is about 1 % (tests/model): within 10 % of the reference
@@ -170,6 +183,7 @@ def test_the_openai_style_door(shim: Started, sample: Sample) -> None:
         f"{shim.url}/v1/audio/diarization",
         files={"file": ("sample.wav", sample[0].read_bytes())},
         data={"model": "whisper-1"},
+        headers=API_AUTH,
         timeout=300,
     )
     assert response.status_code == 200, response.text[:500]
@@ -189,6 +203,7 @@ def test_the_receiver_answers_a_binary_cloudevent(shim: Started, stack: Stack, s
             "ce-source": "/tests/image",
             "ce-type": "dev.diarization.audio.uploaded",
             "content-type": "application/json",
+            **SENDER_AUTH,
         },
         json={"bucket": stack.env["S3_UPLOAD_BUCKET"], "key": key},
         timeout=300,

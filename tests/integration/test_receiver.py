@@ -247,10 +247,11 @@ def test_transient_body_problems_are_retryable_on_post_root_only(start_shim):
     base = start_shim()
     port = int(base.rsplit(":", 1)[1])
 
-    def short_body(path: str, content_type: str) -> tuple[int, str]:
+    def short_body(path: str, content_type: str, authorization: str) -> tuple[int, str]:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
             conn.sendall(
                 f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                f"Authorization: {authorization}\r\n"
                 "Content-Length: 10000\r\nConnection: close\r\n\r\n".encode()
                 + b'{"specversion": "1.0"'
             )
@@ -261,8 +262,12 @@ def test_transient_body_problems_are_retryable_on_post_root_only(start_shim):
         head, _, body = answer.partition(b"\r\n\r\n")
         return int(head.split()[1]), json.loads(body)["error"]["code"]
 
-    assert short_body("/", "application/cloudevents+json") == (503, "incomplete_body")
-    assert short_body("/v1/diarize", "multipart/form-data; boundary=x") == (400, "incomplete_body")
+    # authenticated senders: the door checks who sends before it reads a body
+    assert short_body("/", "application/cloudevents+json", SENDER_AUTH["Authorization"]) == (503, "incomplete_body")
+    assert short_body("/v1/diarize", "multipart/form-data; boundary=x", API_AUTH["Authorization"]) == (
+        400,
+        "incomplete_body",
+    )
 
 
 def test_the_public_service_has_no_receiver_and_guards_metrics(start_shim):
