@@ -11,7 +11,8 @@ The rooms, from the top down (imports only go down):
 - ``codec``: the only module that touches CloudEvents, for the Kafka and Knative doors;
 - ``engine/``: the seam around pyannote (``Engine``), the pyannote engine, identification of
   known speakers, turn confidence, CAM++, the offline bundle;
-- ``audio``: decoding; ``storage``: the one road to the object store;
+- ``audio/``: decoding (any supported container to mono float32 at 16 kHz);
+  ``storage``: the one road to the object store;
 - values and rules: ``options`` (what a job asks for, one parser), ``events`` and
   ``formats`` (plain values and how results are written), ``transcript``, ``voiceprints``
   (voiceprint documents), ``readiness``, ``errors``, ``retry``, ``config`` (all settings),

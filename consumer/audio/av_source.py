@@ -9,7 +9,7 @@ FFmpeg sees it, and a file that starts like a container but does not parse is
 
 Only the chosen audio stream is demuxed (every other stream, video included, is
 discarded by the demuxer and never decoded). Its frames are converted to float32 and
-gathered into blocks for ``consumer.audio.decode_blocks``, which downmixes, resamples and
+gathered into blocks for ``consumer.audio.decoder.decode_blocks``, which downmixes, resamples and
 enforces the duration limit while decoding. A container's declared duration is never
 used: these formats are streams, decoded to their end.
 """

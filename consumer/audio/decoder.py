@@ -22,7 +22,8 @@ from typing import IO, Protocol
 import numpy as np
 import soundfile as sf
 
-from consumer import av_source, wav_headers
+from consumer.audio import av_source, wav_headers
+from consumer.audio.resampler import StreamResampler
 from consumer.config import AudioLimits
 from consumer.errors import (
     AudioTooLongError,
@@ -34,7 +35,6 @@ from consumer.errors import (
     PayloadTooLargeError,
     UnsupportedSampleRateError,
 )
-from consumer.resampler import StreamResampler
 
 TARGET_SAMPLE_RATE = 16_000
 MIN_SAMPLE_RATE = 8_000

@@ -1,4 +1,4 @@
-"""pyannote's ``SpeakerDiarization`` with three changes.
+"""pyannote's ``SpeakerDiarization`` with five changes.
 
 1. No PLDA unless VBx clustering uses it. pyannote.audio 4.0 loads a PLDA for every
    clustering method, from the gated ``speaker-diarization-community-1`` repository by
@@ -18,7 +18,6 @@
    generated 4-voice conversation: cosine 0.92 on average to the per-chunk ones).
    Silent speakers get NaN embeddings, which pyannote's clustering already ignores
    (they are re-assigned to its throw-away cluster -2 afterwards).
-
 3. ``constrained_assignment`` (pipeline parameter, default off as in pyannote): one
    chunk's local speakers are assigned to clusters jointly (Hungarian), so two voices the
    segmentation model told apart within a chunk never end up as one speaker.
@@ -31,8 +30,7 @@
 5. Bounded clustering. pyannote hands every clean (chunk, speaker) embedding to scipy's
    ``linkage``, whose condensed distance matrix (and its working copy) grows with the
    square of their number: 4.1 GB more at peak for four hours of a generated 4-voice
-   conversation. When
-   there are more than ``MAX_CLUSTERED_EMBEDDINGS``, an evenly spaced subset of them (in
+   conversation. When there are more than ``MAX_CLUSTERED_EMBEDDINGS``, an evenly spaced subset of them (in
    time order) forms the clusters; every embedding is then assigned to the nearest
    centroid as before. The clustering's ``min_cluster_size`` counts the subset's
    embeddings, so on long files a speaker needs proportionally more speech to stand

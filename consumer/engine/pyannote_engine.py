@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass
 from importlib import resources
 from itertools import pairwise
 from pathlib import Path
@@ -52,6 +52,16 @@ _SEGMENTATION_SHARE = 0.2
 BATCH_SIZES = {"cpu": (16, 2), "cuda": (32, 32)}
 
 
+@dataclass(frozen=True)
+class _Inferred:
+    """What one inference produced, before it becomes an ``EngineResult``."""
+
+    turns: tuple[SpeakerTurn, ...]
+    speech: tuple[SpeechRegion, ...]
+    stages: StageSeconds
+    centroids: dict[str, np.ndarray]  # output label -> centroid, in the embedding model's space
+
+
 class PyannoteEngine:
     """Loads one pyannote pipeline and runs jobs on it, one at a time."""
 
@@ -65,8 +75,6 @@ class PyannoteEngine:
         self._failed_inputs: list[str] = []  # the inputs of the current run of failures, in order
         self._broken: EngineBrokenError | None = None
         # stage timings of the run in progress (written under ``_lock`` by _diarize/_detect_speech)
-        self._stages = StageSeconds()
-        self._centroids: dict[str, np.ndarray] = {}  # of the run in progress, likewise
         self._embedding_model = ""
 
     @property
@@ -208,17 +216,15 @@ class PyannoteEngine:
         file = {"waveform": torch.from_numpy(samples).unsqueeze(0), "sample_rate": sample_rate, "uri": "job"}
         started = time.perf_counter()
 
-        self._centroids = {}
-
-        def infer() -> tuple[tuple[SpeakerTurn, ...], tuple[SpeechRegion, ...]]:
+        def infer() -> _Inferred:
             with torch.inference_mode():
                 if options.diarize:
                     return self._diarize(file, options, progress)
-                return (), self._detect_speech(file, progress)
+                return self._detect_speech(file, progress)
 
         try:
             try:
-                turns, speech = infer()
+                inferred = infer()
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -226,7 +232,7 @@ class PyannoteEngine:
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 with halved_batches(self._pipeline):
-                    turns, speech = infer()
+                    inferred = infer()
         except ServiceError:
             raise
         except Exception as exc:  # the model failing on valid input must not kill the worker
@@ -235,18 +241,16 @@ class PyannoteEngine:
         if progress is not None:
             progress(1.0)
         return EngineResult(
-            turns=turns,
-            speech=speech,
-            num_speakers=len({t.speaker for t in turns}),
+            turns=inferred.turns,
+            speech=inferred.speech,
+            num_speakers=len({t.speaker for t in inferred.turns}),
             duration=duration,
             inference_seconds=time.perf_counter() - started,
-            stages=self._stages,
-            centroids=self._centroids,
+            stages=inferred.stages,
+            centroids=inferred.centroids,
         )
 
-    def _diarize(
-        self, file: dict[str, Any], options: JobOptions, progress: ProgressCallback | None
-    ) -> tuple[tuple[SpeakerTurn, ...], tuple[SpeechRegion, ...]]:
+    def _diarize(self, file: dict[str, Any], options: JobOptions, progress: ProgressCallback | None) -> _Inferred:
         captured: dict[str, Any] = {}
         # when each stage's final artefact came out (the progress calls carry a total)
         ended = {"start": time.perf_counter()}
@@ -277,28 +281,31 @@ class PyannoteEngine:
         stage_ends.append(ended.get("discrete_diarization", stage_ends[-1]))
         # the early exit on silence skips the embedding and clustering stages
         segmentation, embeddings, clustering = (max(0.0, b - a) for a, b in pairwise(stage_ends))
-        self._stages = StageSeconds(segmentation=segmentation, embeddings=embeddings, clustering=clustering)
         annotation = output.exclusive_speaker_diarization if options.exclusive else output.speaker_diarization
         tracks = [(segment, str(label)) for segment, _, label in annotation.itertracks(yield_label=True)]
         labels = [str(label) for label in output.speaker_diarization.labels()]  # the centroids' order
         centroids = output.speaker_embeddings
         confidences: list[float | None] = [None] * len(tracks)
+        by_label: dict[str, np.ndarray] = {}
         scored = time.perf_counter()
         if (  # centroids in the embedding model's own space (not, say, a PLDA's)
             centroids is not None
             and len(labels)
             and np.shape(centroids) == (len(labels), self._pipeline._embedding.dimension)
         ):
-            self._centroids = {
-                label: np.asarray(c, dtype=np.float32) for label, c in zip(labels, centroids, strict=True)
-            }
+            by_label = {label: np.asarray(c, dtype=np.float32) for label, c in zip(labels, centroids, strict=True)}
             confidences = list(self._confidences(file, tracks, labels, centroids, lambda: hook("confidence", None)))
-        self._stages = replace(self._stages, confidence=time.perf_counter() - scored)
+        stages = StageSeconds(
+            segmentation=segmentation,
+            embeddings=embeddings,
+            clustering=clustering,
+            confidence=time.perf_counter() - scored,
+        )
         turns = tuple(
             SpeakerTurn(round(segment.start, 3), round(segment.end, 3), label, confidence)
             for (segment, label), confidence in zip(tracks, confidences, strict=True)
         )
-        return turns, self._speech_regions(captured["count"])
+        return _Inferred(turns, self._speech_regions(captured["count"]), stages, by_label)
 
     def _confidences(
         self,
@@ -336,7 +343,7 @@ class PyannoteEngine:
         index = {label: i for i, label in enumerate(labels)}
         return turn_confidences(embeddings, [index[label] for _, label in tracks], np.asarray(centroids))
 
-    def _detect_speech(self, file: dict[str, Any], progress: ProgressCallback | None) -> tuple[SpeechRegion, ...]:
+    def _detect_speech(self, file: dict[str, Any], progress: ProgressCallback | None) -> _Inferred:
         pipeline = self._pipeline
 
         done = [0.0]
@@ -350,8 +357,8 @@ class PyannoteEngine:
         started = time.perf_counter()
         segmentations = pipeline.get_segmentations(file, hook=hook)
         count = pipeline.speaker_count(segmentations, pipeline._segmentation.model.receptive_field, warm_up=(0.0, 0.0))
-        self._stages = StageSeconds(segmentation=time.perf_counter() - started)
-        return self._speech_regions(count)
+        stages = StageSeconds(segmentation=time.perf_counter() - started)
+        return _Inferred(turns=(), speech=self._speech_regions(count), stages=stages, centroids={})
 
     def _speech_regions(self, count: Any) -> tuple[SpeechRegion, ...]:
         """Speech wherever at least one speaker is active, gaps shorter than the pipeline's merged."""

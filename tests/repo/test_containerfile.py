@@ -254,7 +254,7 @@ _AV_PROBE = """
 import json, re, av
 HEADS = ["4944330400", "fffb9000", "fff15080", "0000001c66747970", "1a45dfa3", "4f676753", "2321414d520a",
          "3026b2758e66cf11a6d900aa0062ce6c"]
-from consumer import av_source
+from consumer.audio import av_source
 maps = [line.split()[-1] for line in open("/proc/self/maps") if re.search(r"/lib(avcodec|avformat|avutil)", line)]
 print(json.dumps({
     "libs": sorted(set(maps)),
@@ -270,7 +270,7 @@ def test_the_venv_decodes_mp3_and_m4a_with_the_ffmpeg_of_pyavs_wheel() -> None:
 
     The image has no FFmpeg RPM (see the Containerfile's comment): MP3, AAC/M4A, Opus and
     Vorbis must decode with the libraries in the wheel's own ``av.libs`` folder, and every
-    demuxer ``consumer.av_source`` can pick must be in them.
+    demuxer ``consumer.audio.av_source`` can pick must be in them.
     """
     lock = (REPO / "requirements" / "runtime.lock").read_text()
     assert "\nav==" in lock, "PyAV is not in the runtime lock: the image could not decode MP3 or M4A"

@@ -12,8 +12,8 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from consumer.audio import decode
+from consumer.audio.resampler import StreamResampler
 from consumer.config import AudioLimits
-from consumer.resampler import StreamResampler
 
 TOLERANCE = 1e-6  # float32 sums of the same terms; in practice the results are bit-identical
 
