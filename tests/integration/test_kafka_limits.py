@@ -33,6 +33,12 @@ def talk() -> bytes:
     return conversation(num_speakers=2, duration=12, seed=101).wav.read_bytes()
 
 
+def _produce_upload(bootstrap: str, topic: str, key: str, event_id: str) -> int:
+    """Produce the structured CloudEvent of an upload of ``key`` in the audio bucket; its offset."""
+    value = json.dumps({"bucket": "audio", "key": key}).encode()
+    return _produce(bootstrap, topic, value, key.encode(), cloudevent_headers(event_id))
+
+
 def _produce(bootstrap: str, topic: str, value: bytes, key: bytes | None, headers=None, partition: int = 0) -> int:
     """Produce one record of any size the topic takes to ``partition``; its offset, once acknowledged."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "message.max.bytes": 4_000_000})
@@ -77,13 +83,7 @@ def test_a_garbage_record_on_the_uploads_topic_is_dead_lettered_within_a_minute(
     garbage = _garbage(GARBAGE_BYTES, 1)
     started = time.monotonic()
     offset = _produce(stack.bootstrap, uploads, garbage, b"garbage")
-    _produce(
-        stack.bootstrap,
-        uploads,
-        json.dumps({"bucket": "audio", "key": key}).encode(),
-        key.encode(),
-        cloudevent_headers("after-garbage"),
-    )
+    _produce_upload(stack.bootstrap, uploads, key, "after-garbage")
     dead_letters = reader(topics["KAFKA_DLQ_TOPIC"])
     dead_letters.wait_for(lambda _: len(dead_letters.raw) >= 1, 60, "the dead letter")
     _wait_committed(stack, group, uploads, 0, offset + 1, 60 - (time.monotonic() - started))
@@ -119,13 +119,7 @@ def test_dead_letters_larger_than_the_dead_letter_topic_takes_are_truncated(stac
     stack.upload(key, talk)
     for name, size in sizes.items():
         _produce(stack.bootstrap, big_input, _garbage(size, size), name)
-    _produce(
-        stack.bootstrap,
-        big_input,
-        json.dumps({"bucket": "audio", "key": key}).encode(),
-        key.encode(),
-        cloudevent_headers("after-big"),
-    )
+    _produce_upload(stack.bootstrap, big_input, key, "after-big")
     dead_letters = reader(topics["KAFKA_DLQ_TOPIC"])
     dead_letters.wait_for(lambda _: len(dead_letters.raw) >= 2, 60, "both dead letters")
     for (dead_key, value, headers), (name, size) in zip(dead_letters.raw, sizes.items(), strict=True):
