@@ -1,4 +1,5 @@
-"""The HTTP shim: the synchronous API of the previous server, the Knative receiver, probes, metrics, the results page.
+"""The HTTP shim: the synchronous API of the previous server, the Knative receiver, probes, metrics, the results page,
+the OpenAPI document and its Swagger UI page.
 
 ``create_app(analyzer, settings, event_job)`` builds the Flask app; ``http_shim.server`` runs
 it under gunicorn and calls ``shut_down`` when it stops. Nothing here imports torch.
@@ -11,7 +12,7 @@ from flask import Flask
 from consumer.analyzer import Analyzer
 from consumer.config import Settings
 from consumer.event_job import EventJob
-from http_shim import api, errors, observability, openai_api, probes, receiver, results_page
+from http_shim import api, errors, observability, openai_api, openapi, probes, receiver, results_page
 from http_shim.auth import check_doors
 from http_shim.state import AppState, install, state_of
 
@@ -24,7 +25,8 @@ def create_app(analyzer: Analyzer, settings: Settings, event_job: EventJob | Non
     (``http_shim.auth``, ``http_shim.sender_auth``).
     """
     check_doors(settings)
-    app = Flask(__name__)
+    # no static folder: every route is a door or a page of its own (http_shim.openapi.PAGES)
+    app = Flask(__name__, static_folder=None)
     # multipart framing adds a little to the audio itself
     app.config["MAX_CONTENT_LENGTH"] = settings.audio.max_bytes + 64 * 1024
     enabled = event_job is not None and settings.receiver.enabled
@@ -36,6 +38,7 @@ def create_app(analyzer: Analyzer, settings: Settings, event_job: EventJob | Non
     app.register_blueprint(api.blueprint)
     app.register_blueprint(openai_api.blueprint)
     app.register_blueprint(results_page.blueprint)
+    app.register_blueprint(openapi.blueprint)
     if events is not None:
         app.register_blueprint(receiver.blueprint)
     return app

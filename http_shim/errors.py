@@ -12,7 +12,7 @@ from consumer.errors import InternalError, ServiceError
 log = logging.getLogger(__name__)
 
 # Werkzeug's own errors (routing, body size) get codes in the service's vocabulary.
-_HTTP_CODES = {
+HTTP_CODES = {
     400: "invalid_request",
     401: "unauthorized",
     404: "not_found",
@@ -44,7 +44,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        return error_response(status, _HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
+        return error_response(status, HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
 
     @app.errorhandler(ClientDisconnected)
     def _body_cut_off(exc: ClientDisconnected) -> Response:
