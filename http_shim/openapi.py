@@ -30,6 +30,7 @@ from consumer.options import MAX_AUDIO_STREAM, MAX_SPEAKERS
 from consumer.transcript import MAX_TRANSCRIPT_BYTES
 from consumer.voiceprints import MAX_DOCUMENT_BYTES, MAX_VOICEPRINTS
 from http_shim import outputs
+from http_shim.page_headers import with_page_headers
 from http_shim.state import state
 from schemas import load as load_schema
 
@@ -123,10 +124,7 @@ def docs_file(name: str) -> Response:
 @blueprint.after_request
 def page_headers(response: Response) -> Response:
     """The page's security headers (the document gets them too: it is only data)."""
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    return with_page_headers(response, CONTENT_SECURITY_POLICY)
 
 
 def openapi_path(rule: str) -> str:

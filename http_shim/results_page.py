@@ -14,6 +14,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, jsonify, redirect, send_from_directory
 from werkzeug.wrappers import Response as BaseResponse
 
+from http_shim.page_headers import with_page_headers
 from http_shim.state import state
 
 ASSETS = Path(__file__).with_name("results_page_assets")
@@ -79,8 +80,5 @@ def asset(name: str) -> Response:
 @blueprint.after_request
 def page_headers(response: Response) -> Response:
     """The page's security headers; its files are revalidated (ETag), so a new release shows at once."""
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-cache"
-    return response
+    return with_page_headers(response, CONTENT_SECURITY_POLICY)
