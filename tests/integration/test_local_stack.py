@@ -1,13 +1,15 @@
 """The container-free local stack (local-dev/stack.py) really runs Kafka and MinIO.
 
-Starts its own instance (``t-stack``, ports 19090-19093), so it can run beside the
-``dev`` and ``test`` instances, and destroys it at the end.
+Starts its own instance (``t-stack``, ports 19090-19093; under pytest-xdist one per worker,
+``t-stack-gwN`` from port 19090 + 10·N, since the scheduler may spread this module's tests),
+so it can run beside the ``dev`` and ``test`` instances, and destroys it at the end.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -25,8 +27,10 @@ from minio import Minio
 LOCAL_DEV = Path(__file__).resolve().parents[2] / "local-dev"
 pytestmark = pytest.mark.integration
 
-NAME = "t-stack"
-PORT_BASE = 19090  # below the hashed bases (20000+), away from dev (29090) and test (29190, 29290)
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... under xdist
+NAME = f"t-stack-{WORKER}" if WORKER else "t-stack"
+# below the hashed bases (20000+), away from dev (29090) and test (29190, 29290)
+PORT_BASE = 19090 + 10 * int(WORKER.removeprefix("gw") or 0)
 ENV_NAMES = [
     "KAFKA_BOOTSTRAP_SERVERS",
     "KAFKA_INPUT_TOPIC",

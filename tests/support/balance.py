@@ -3,7 +3,8 @@
 - Tests that share a module- or class-scoped fixture of their own module (a shim, a
   consumer, a diarized meeting) are one ``xdist_group``: they run on one worker, which sets
   the fixture up once. Where the last run showed the module's own fixtures cheap (under
-  ``EXPENSIVE_SETUP_SECONDS`` to set up), its tests are spread like the others.
+  ``EXPENSIVE_SETUP_SECONDS`` to set up), its tests are spread like the others; so such a
+  fixture may run on several workers at once, and must name what it starts per worker.
   Every other test is scheduled on its own (``--dist loadgroup``).
 - Work is handed out longest first (LPT): each test's (or group's) duration in the last run,
   kept in pytest's cache (``make test`` keeps that under ``$CACHE_DIR``), orders the queue;
