@@ -1,4 +1,4 @@
-"""pyannote's ``SpeakerDiarization`` with five changes.
+"""pyannote's ``SpeakerDiarization`` with six changes.
 
 1. No PLDA unless VBx clustering uses it. pyannote.audio 4.0 loads a PLDA for every
    clustering method, from the gated ``speaker-diarization-community-1`` repository by
@@ -35,6 +35,11 @@
    centroid as before. The clustering's ``min_cluster_size`` counts the subset's
    embeddings, so on long files a speaker needs proportionally more speech to stand
    alone: ``min_cluster_size`` times (clean embeddings / ``MAX_CLUSTERED_EMBEDDINGS``).
+6. Digital silence is not run through the segmentation model. A batch of chunks whose
+   samples are all exactly zero (a muted microphone, a padded or hostile recording) gets
+   the model's scores for one such chunk, computed once per file: the same input gives the
+   same scores, so the result does not change, and three hours of silence cost seconds
+   instead of minutes. Any nonzero sample (dither, noise) and the batch is inferred.
 
 This module is named in a pipeline's ``config.yaml`` (``pipeline.name``:
 ``consumer.engine.pipeline.SpeakerDiarization``), so it is imported by
@@ -122,8 +127,14 @@ class SpeakerDiarization(_StockSpeakerDiarization):
         if hook is not None:
             hook("segmentation", None, completed=0, total=total)
         outputs: np.ndarray | None = None
+        silent: np.ndarray | None = None  # the scores of one chunk of digital silence (change 6)
         for first, batch in batches:
-            scores = cast(np.ndarray, inference.infer(batch))  # a segmentation model has one output
+            if batch.any():
+                scores = cast(np.ndarray, inference.infer(batch))  # a segmentation model has one output
+            else:
+                if silent is None:
+                    silent = cast(np.ndarray, inference.infer(batch[:1]))
+                scores = np.broadcast_to(silent, (len(batch), *silent.shape[1:]))
             if outputs is None:
                 outputs = np.empty((total, *scores.shape[1:]), dtype=scores.dtype)
             outputs[first : first + len(scores)] = scores

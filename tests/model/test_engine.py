@@ -150,6 +150,33 @@ def test_segmentation_matches_pyannotes_sliding_inference(engine, sample, second
     assert [(w.start, w.duration, w.step) for w in windows] == [(0.0, 10.0, windows[1].step)] * 2
 
 
+def test_digital_silence_is_scored_once_and_gives_pyannotes_own_scores(engine, sample, monkeypatch):
+    """Batches of chunks that are all zeros (a minute on each side of the sample) take the
+    model's scores for one silent chunk (consumer.engine.pipeline, change 6): the scores are
+    pyannote's own, and the model sees one silent chunk instead of every silent batch."""
+    import numpy as np
+    import torch
+    from pyannote.audio.pipelines import SpeakerDiarization as Stock
+
+    samples, rate = _sample_samples(sample)
+    silence = np.zeros(60 * rate, dtype=samples.dtype)
+    padded = np.concatenate([silence, samples, silence])
+    file = {"waveform": torch.from_numpy(padded)[None], "sample_rate": rate, "uri": "s"}
+    pipeline = engine._pipeline
+    inferred: list[int] = []
+    infer = pipeline._segmentation.infer
+    monkeypatch.setattr(pipeline._segmentation, "infer", lambda chunks: inferred.append(len(chunks)) or infer(chunks))
+    with torch.inference_mode():
+        ours = pipeline.get_segmentations(file)
+        ours_calls = list(inferred)
+        monkeypatch.undo()
+        stock = Stock.get_segmentations(pipeline, file)
+    assert ours.data.shape == stock.data.shape
+    np.testing.assert_allclose(ours.data, stock.data, rtol=0, atol=1e-6)
+    assert 1 in ours_calls, f"no silent chunk was scored on its own: {ours_calls}"
+    assert sum(ours_calls) < len(ours.data), f"every chunk went through the model: {ours_calls}"
+
+
 def test_a_long_recordings_clustering_is_sampled_and_finds_the_same_speakers(engine):
     """Over MAX_CLUSTERED_EMBEDDINGS (the default), the clustering sees an evenly spaced subset.
 
