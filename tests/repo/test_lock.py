@@ -132,7 +132,7 @@ def test_every_install_path_installs_only_from_a_lock():
     for path in paths:
         text = path.read_text().replace("\\\n", " ")
         if path.name == "Makefile":  # expand the Makefile's simple variables
-            variables = dict(re.findall(r"^(\w+) := (\S+)$", text, re.M))
+            variables = dict(re.findall(r"^(\w+) := (.+?)\s*$", text, re.M))
             text = re.sub(r"\$\((\w+)\)", lambda m, variables=variables: variables.get(m.group(1), m.group(0)), text)
         for line in text.splitlines():
             if re.search(r"\bpip\"?,? +\"?install\b", line):
