@@ -22,6 +22,13 @@ if TYPE_CHECKING:
 # The service must never phone home, in tests either.
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One intra-op thread per process, in the workers and in the services they start (which
+# inherit this environment; the image tier runs the image with its own). The suite runs
+# several workers and their services side by side on a few cores, where torch's default of
+# one OpenMP thread per core in every process spends most of its CPU spinning at barriers:
+# under the suite's load a service's warm-up job took 8.9 s of CPU with the default and
+# 1.5 s with one thread. The service's own default is unchanged (TORCH_NUM_THREADS).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _cache_dir() -> Path:
