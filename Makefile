@@ -40,8 +40,9 @@ export CACHE_DIR
 export RUFF_CACHE_DIR := $(CACHE_DIR)/ruff
 export MYPY_CACHE_DIR := $(CACHE_DIR)/mypy
 # make test: pytest-xdist workers, each with its own stack instance (tests/support/balance.py);
-# 3 on 2 cores, because much of the integration tier waits (restarts, backoffs, timeouts)
-TEST_WORKERS ?= 3
+# 4 on 2 cores, because much of the integration tier waits (restarts, backoffs, timeouts);
+# each process runs torch on one thread (tests/conftest.py)
+TEST_WORKERS ?= 4
 # the project runs from this checkout; the venv only holds its dependencies
 export PYTHONPATH := $(CURDIR)
 export PYANNOTE_METRICS_ENABLED := 0
