@@ -203,8 +203,14 @@ class HttpSettings:
     threads: int = env("HTTP_THREADS", 8, minimum=1)
     max_queued_jobs: int = env("MAX_QUEUED_JOBS", 4)
     request_timeout: float = env("REQUEST_TIMEOUT_SECONDS", 300.0, minimum=1.0)
+    # the sync doors' longest audio: what fits the request timeout (1 h at the slowest
+    # measured real-time factor, 0.07 on 2 CPU cores, is 252 s); longer audio goes to /v1/jobs
+    sync_max_seconds: float = env("SYNC_MAX_AUDIO_SECONDS", 3600.0, minimum=1.0)
     body_read_timeout: float = env("BODY_READ_TIMEOUT_SECONDS", 30.0, minimum=0.1)
     header_timeout: float = env("HEADER_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+    # /v1/jobs: the shim then writes audio and job records to the store (its credentials need
+    # that scope, see the README), so it is a door opened on purpose
+    jobs_enabled: bool = env("JOBS_ENABLED", False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +282,7 @@ class StorageSettings:
     upload_bucket: str = env("S3_UPLOAD_BUCKET", "audio")
     results_bucket: str = env("S3_RESULTS_BUCKET", "diarization-results")
     results_prefix: str = env("S3_RESULTS_PREFIX", "results/")
+    jobs_prefix: str = env("S3_JOBS_PREFIX", "jobs/")  # /v1/jobs: audio in the upload bucket, records in results
     allowed_buckets: frozenset[str] = env("S3_ALLOWED_BUCKETS", frozenset({"audio"}), default_from=_upload_bucket)
 
 

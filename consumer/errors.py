@@ -224,6 +224,20 @@ class AccessDeniedError(ServiceError):
     http_status = 422
 
 
+class JobNotFoundError(ServiceError):
+    """No job of ``/v1/jobs`` has the id asked for (never submitted, or deleted)."""
+
+    code = "job_not_found"
+    http_status = 404
+
+
+class JobNotCompletedError(ServiceError):
+    """A job's result was asked for in a format only a completed job has."""
+
+    code = "job_not_completed"
+    http_status = 409
+
+
 # --- transient: try again later (503) -------------------------------------------------------
 
 

@@ -42,6 +42,7 @@ from consumer.events import (
     ResultLocation,
 )
 from consumer.formats import result_document, rttm_uri, to_rttm
+from consumer.jobs import JobStates
 from consumer.options import JobOptions, StoredObject
 from consumer.voiceprints import MAX_DOCUMENT_BYTES, parse_known_speakers
 
@@ -97,14 +98,17 @@ class EventJob:
         events: EventSettings = EventSettings(),
         model_name: str = "",
         model_fingerprint: Callable[[], str] = lambda: "",
+        job_states: JobStates | None = None,
     ) -> None:
-        """``model_fingerprint`` hashes the model's content; called once a job runs (the model is loaded)."""
+        """``model_fingerprint`` hashes the model's content; called once a job runs (the model is loaded).
+        ``job_states`` records the progress and failure of ``/v1/jobs`` jobs (``consumer.jobs``)."""
         self.analyzer = analyzer
         self.store = store
         self.allowed_buckets = allowed_buckets
         self.events = events
         self.model_name = model_name
         self.model_fingerprint = model_fingerprint
+        self.job_states = job_states
         self._unstored: dict[str, _Unstored] = {}  # by JSON key: computed, not stored yet
         self._unstored_guard = threading.Lock()
 
@@ -131,6 +135,7 @@ class EventJob:
         (storage or model unavailable, no free slot): the caller backs off and tries again.
         The download and every stage after it beat ``watch`` (``consumer.deadline``; a new
         one when none is given), which counts among the analyzer's running ``watches``.
+        A ``/v1/jobs`` job's failure is recorded before it is returned (``note_failure``).
         """
         started = time.perf_counter()
         watch = watch or JobWatch(self.analyzer.job_limits)
@@ -144,12 +149,21 @@ class EventJob:
                 )
                 raise
             log.info("job failed", extra=_job_fields(request, started, error_code=exc.code, error=exc.message))
-            return JobFailed(request.input, request.object, exc.code, exc.public_message)
+            return self.note_failure(JobFailed(request.input, request.object, exc.code, exc.public_message))
         except Exception:  # a bug must not stop the consumer on this message forever
             log.exception("job crashed", extra=_job_fields(request, started))
-            return JobFailed(request.input, request.object, InternalError.code, InternalError.public_text)
+            return self.note_failure(
+                JobFailed(request.input, request.object, InternalError.code, InternalError.public_text)
+            )
         if isinstance(outcome, DiarizationCompleted):
             log.info("job done", extra=_job_fields(request, started, reused=outcome.document.get("reused", False)))
+        return outcome
+
+    def note_failure(self, outcome: JobFailed) -> JobFailed:
+        """Record ``outcome`` as a ``/v1/jobs`` job's state when its object is a job's audio; blocks
+        on the store. Raises ``StorageUnavailableError`` (retryable) when the store fails."""
+        if self.job_states is not None:
+            self.job_states.failed(outcome)
         return outcome
 
     def _handle(
@@ -185,6 +199,9 @@ class EventJob:
         with self._unstored_guard:
             unstored = self._unstored.get(location.json_key)
         if unstored is None or unstored.source != obj:
+            progress = self._with_job_state(progress)
+            if self.job_states is not None:
+                self.job_states.running(request, 0.0, "download")
             throttle = _Throttle(self.events, request, progress)
             with self.store.open(obj, limits.max_bytes, beat=watch.beat) as audio:
                 result = self.analyzer.analyze(
@@ -209,6 +226,21 @@ class EventJob:
         with self._unstored_guard:
             self._unstored.pop(location.json_key, None)
         return DiarizationCompleted(request, unstored.document)
+
+    def _with_job_state(
+        self, progress: Callable[[JobProgressed], None] | None
+    ) -> Callable[[JobProgressed], None] | None:
+        """``progress``, also recorded as a ``/v1/jobs`` job's state (at the same throttled pace)."""
+        states = self.job_states
+        if states is None:
+            return progress
+
+        def both(report: JobProgressed) -> None:
+            states.running(report.request, report.fraction, "inference")
+            if progress is not None:
+                progress(report)
+
+        return both
 
     def _read_named_objects(
         self, options: JobOptions

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import io
+import itertools
 import json
 import logging
 import ssl
@@ -26,7 +27,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any, Literal, TypeVar
+from typing import IO, Any, BinaryIO, Literal, TypeVar, cast
 
 import certifi
 import urllib3
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Use = Literal[
-    "audio", "result read", "result write", "attempt marker"
+    "audio", "result read", "result write", "attempt marker", "job"
 ]  # kinds of calls, each healthy or not on its own
 _MISSING = {"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NoSuchObject", "ResourceNotFound"}
 _DENIED = {"AccessDenied", "AllAccessDisabled", "InvalidObjectState"}
@@ -70,6 +71,7 @@ _REFUSES_THE_SERVICE = {
 }
 _SPOOL_IN_MEMORY = 32 * 1024 * 1024  # larger downloads go to a temporary file
 _CHUNK = 1024 * 1024
+_UPLOAD_PART = 16 * 1024 * 1024  # a job's upload is sent in parts of this size: the memory it takes
 _MAX_KEY_BYTES = 1024  # S3's limit on an object key
 SOURCE_ETAG = "source-etag"
 RESULT_DIGEST = "result-digest"
@@ -284,6 +286,70 @@ class ObjectStore:
         """Remove the object ``key`` of the results bucket (nothing happens when there is none)."""
         bucket = self.settings.results_bucket
         self._call(lambda: self.client.remove_object(bucket, key), ObjectRef(bucket, key), "attempt marker")
+
+    # --- jobs (consumer.jobs) ---------------------------------------------------------------
+
+    def put_stream(self, ref: ObjectRef, body: IO[bytes], content_type: str, metadata: dict[str, str]) -> ObjectRef:
+        """Store ``body`` as ``ref`` in parts of ``_UPLOAD_PART`` (memory does not grow with its size)."""
+        meta: dict[str, str | list[str] | tuple[str]] = dict(metadata)
+        written = self._call(
+            lambda: self.client.put_object(
+                ref.bucket,
+                ref.key,
+                cast(BinaryIO, body),
+                -1,
+                content_type=content_type,
+                metadata=meta,
+                part_size=_UPLOAD_PART,
+            ),
+            ref,
+            "job",
+        )
+        return ObjectRef(ref.bucket, ref.key, written.version_id, (written.etag or "").strip('"'), None)
+
+    def put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
+        """Store a small JSON document."""
+        body = json.dumps(document, separators=(",", ":")).encode()
+        self._call(
+            lambda: self.client.put_object(bucket, key, io.BytesIO(body), len(body), content_type="application/json"),
+            ObjectRef(bucket, key),
+            "job",
+        )
+
+    def get_json(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """A small JSON object, or None when there is none or it is not a JSON object."""
+        text = self.get_text(bucket, key)
+        try:
+            document = json.loads(text) if text is not None else None
+        except ValueError:
+            return None
+        return document if isinstance(document, dict) else None
+
+    def get_text(self, bucket: str, key: str) -> str | None:
+        """A small text object, or None when there is none."""
+        try:
+            response = self._call(lambda: self.client.get_object(bucket, key), ObjectRef(bucket, key), "job")
+        except ObjectNotFoundError:
+            return None
+        try:
+            return bytes(response.read()).decode("utf-8", errors="replace")
+        except (urllib3.exceptions.HTTPError, ssl.SSLError, OSError) as exc:
+            raise self._failed("job", StorageUnavailableError(f"reading {key} failed: {exc}")) from exc
+        finally:
+            self._close(response)
+
+    def list_keys(self, bucket: str, prefix: str, start_after: str = "", limit: int = 1000) -> list[str]:
+        """Up to ``limit`` keys under ``prefix`` after ``start_after``, in key order, recursively."""
+
+        def keys() -> list[str]:
+            found = self.client.list_objects(bucket, prefix=prefix, recursive=True, start_after=start_after or None)
+            return [item.object_name for item in itertools.islice(found, limit) if item.object_name]
+
+        return self._call(keys, ObjectRef(bucket, prefix), "job")
+
+    def remove(self, bucket: str, key: str) -> None:
+        """Remove one object (nothing happens when there is none)."""
+        self._call(lambda: self.client.remove_object(bucket, key), ObjectRef(bucket, key), "job")
 
     # --- error mapping -------------------------------------------------------------------
 

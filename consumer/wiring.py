@@ -14,6 +14,7 @@ from consumer.engine.model_path import model_name
 from consumer.engine.pyannote_engine import PyannoteEngine
 from consumer.errors import ServiceError
 from consumer.event_job import EventJob
+from consumer.jobs import JobLayout, Jobs, JobStates
 from consumer.memory import tune_allocator
 from consumer.storage import ObjectStore, StoreHealth
 
@@ -22,12 +23,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """The core the doors share: one engine, its analyzer, and the event job on the object store."""
+    """The core the doors share: one engine, its analyzer, the event job on the object store, and the jobs of ``/v1/jobs``."""
 
     engine: Engine
     analyzer: Analyzer
     event_job: EventJob
     store: ObjectStore
+    jobs: Jobs
 
     @property
     def store_health(self) -> StoreHealth:
@@ -44,6 +46,7 @@ def build_service(settings: Settings, max_pending: int | None = None) -> Service
     engine = PyannoteEngine(settings.engine)
     analyzer = Analyzer(engine, settings.audio, max_pending=max_pending, job_limits=settings.jobs)
     store = ObjectStore(settings.storage)
+    layout = JobLayout.from_settings(settings.storage)
     event_job = EventJob(
         analyzer,
         store,
@@ -51,8 +54,9 @@ def build_service(settings: Settings, max_pending: int | None = None) -> Service
         events=settings.events,
         model_name=model_name(settings.engine.model),
         model_fingerprint=cached(lambda: model_fingerprint(settings.engine.model)),
+        job_states=JobStates(store, layout),
     )
-    return Service(engine, analyzer, event_job, store)
+    return Service(engine, analyzer, event_job, store, Jobs(store, layout))
 
 
 def load_model(engine: Engine) -> bool:

@@ -1,4 +1,4 @@
-"""The HTTP shim: the synchronous API of the previous server, the Knative receiver, probes, metrics, the results page,
+"""The HTTP shim: the synchronous API of the previous server, asynchronous jobs, the Knative receiver, probes, metrics, the results page,
 the OpenAPI document and its Swagger UI page.
 
 ``create_app(analyzer, settings, event_job)`` builds the Flask app; ``http_shim.server`` runs
@@ -12,14 +12,18 @@ from flask import Flask
 from consumer.analyzer import Analyzer
 from consumer.config import Settings
 from consumer.event_job import EventJob
-from http_shim import api, errors, observability, openai_api, openapi, probes, receiver, results_page
+from consumer.jobs import Jobs
+from http_shim import api, errors, jobs_api, observability, openai_api, openapi, probes, receiver, results_page
 from http_shim.auth import check_doors
 from http_shim.state import AppState, install, state_of
 
 
-def create_app(analyzer: Analyzer, settings: Settings, event_job: EventJob | None = None) -> Flask:
-    """The Flask app: the sync API on ``analyzer``, and the Knative receiver on ``event_job`` if given
-    and ``RECEIVER_ENABLED`` (the public Service runs without it: no ``POST /``).
+def create_app(
+    analyzer: Analyzer, settings: Settings, event_job: EventJob | None = None, jobs: Jobs | None = None
+) -> Flask:
+    """The Flask app: the sync API on ``analyzer``, the Knative receiver on ``event_job`` if given
+    and ``RECEIVER_ENABLED`` (the public Service runs without it: no ``POST /``), and ``/v1/jobs``
+    on ``jobs`` if given and ``JOBS_ENABLED``.
 
     Raises ``SettingsError`` when a door would be open without anyone having chosen so
     (``http_shim.auth``, ``http_shim.sender_auth``).
@@ -31,7 +35,8 @@ def create_app(analyzer: Analyzer, settings: Settings, event_job: EventJob | Non
     app.config["MAX_CONTENT_LENGTH"] = settings.audio.max_bytes + 64 * 1024
     enabled = event_job is not None and settings.receiver.enabled
     events = receiver.Receiver(event_job, settings) if enabled and event_job is not None else None
-    install(app, AppState(analyzer, settings, events))
+    jobs = jobs if settings.http.jobs_enabled else None
+    install(app, AppState(analyzer, settings, events, jobs))
     observability.register(app)
     errors.register(app)
     app.register_blueprint(probes.blueprint)
@@ -39,6 +44,8 @@ def create_app(analyzer: Analyzer, settings: Settings, event_job: EventJob | Non
     app.register_blueprint(openai_api.blueprint)
     app.register_blueprint(results_page.blueprint)
     app.register_blueprint(openapi.blueprint)
+    if jobs is not None:
+        app.register_blueprint(jobs_api.blueprint)
     if events is not None:
         app.register_blueprint(receiver.blueprint)
     return app

@@ -9,9 +9,10 @@ from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from consumer.analyzer import Analyzer
+from consumer.engine import EngineResult
 from consumer.engine.identity import MAX_ENROLMENT_SECONDS, make_voiceprint
 from consumer.engine.model_path import model_name
-from consumer.errors import InvalidVoiceprintError, MissingFileError, UnsupportedMediaTypeError
+from consumer.errors import AudioTooLongError, InvalidVoiceprintError, MissingFileError, UnsupportedMediaTypeError
 from consumer.formats import diarization_json, rttm_uri, vad_json
 from consumer.options import ALL_TASKS, OPTION_NAMES, JobOptions, Task, parse_options
 from consumer.transcript import to_json
@@ -44,7 +45,7 @@ def diarize() -> Response:
     fmt = outputs.requested_format()
     transcript = outputs.transcript_part()
     options = outputs.with_transcript(options_from_form(request.form, ALL_TASKS, request.files), transcript)
-    result = _analyzer().analyze(upload.stream, options, job_id=g.request_id)
+    result = analyze_sync(upload.stream, options)
     if fmt != "json":
         return outputs.render(fmt, result, transcript, rttm_uri(upload.filename or "audio"))
     body = diarization_json(result, _analyzer().engine.embedding_model if options.return_embeddings else None)
@@ -77,8 +78,30 @@ def vad() -> Response:
     """Where there is speech: JSON speech segments. Of the options, only ``audio_stream`` applies."""
     upload = single_file()
     options = parse_options({"audio_stream": request.form.get("audio_stream")}, tasks=frozenset({Task.VAD}))
-    result = _analyzer().analyze(upload.stream, options, job_id=g.request_id)
+    result = analyze_sync(upload.stream, options)
     return jsonify(vad_json(result))
+
+
+def analyze_sync(source: IO[bytes], options: JobOptions) -> EngineResult:
+    """``source`` analyzed for this request, up to the sync doors' longest audio (``SYNC_MAX_AUDIO_SECONDS``,
+    at most ``MAX_AUDIO_SECONDS``): longer audio is refused ``audio_too_long`` with the door that takes it."""
+    analyzer, settings = _analyzer(), state().settings
+    limits = replace(analyzer.limits, max_seconds=min(analyzer.limits.max_seconds, settings.http.sync_max_seconds))
+    try:
+        return analyzer.analyze(source, options, job_id=g.request_id, limits=limits)
+    except AudioTooLongError as exc:
+        if limits.max_seconds >= analyzer.limits.max_seconds:
+            raise  # too long for any door
+        door = (
+            "submit it to POST /v1/jobs"
+            if state().jobs is not None
+            else "upload it to the bucket or send an audio.uploaded event"
+        )
+        raise AudioTooLongError(
+            f"{exc.message}: a request waits at most {settings.http.request_timeout:.0f} s, so the sync API takes "
+            f"up to {limits.max_seconds:.0f} s of audio (SYNC_MAX_AUDIO_SECONDS); for up to "
+            f"{analyzer.limits.max_seconds:.0f} s, {door}"
+        ) from exc
 
 
 def single_file() -> FileStorage:

@@ -15,7 +15,7 @@ import binascii
 import io
 from dataclasses import replace
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from consumer.engine.model_path import model_name
 from consumer.errors import InvalidVoiceprintError, TooManyVoiceprintsError
@@ -40,7 +40,7 @@ def diarization() -> Response:
     known = known_speakers_from_form()
     if known:
         options = replace(options, voiceprints=known)
-    result = state().analyzer.analyze(upload.stream, options, job_id=g.request_id)
+    result = api.analyze_sync(upload.stream, options)
     if fmt != "json":
         return outputs.render(fmt, result, transcript, rttm_uri(upload.filename or "audio"))
     body: dict[str, object] = {

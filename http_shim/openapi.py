@@ -104,7 +104,7 @@ blueprint = Blueprint("openapi", __name__)
 def openapi_json() -> Response:
     """The document for this shim as it runs (its receiver, its API key, its limits)."""
     current = state()
-    return jsonify(document(current.settings, receiver=current.receiver is not None))
+    return jsonify(document(current.settings, receiver=current.receiver is not None, jobs=current.jobs is not None))
 
 
 @blueprint.get("/docs")
@@ -174,8 +174,9 @@ _STATUS_TEXT = {
 }
 
 
-def document(settings: Settings, *, receiver: bool) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of a shim with ``settings``, with ``POST /`` where ``receiver``."""
+def document(settings: Settings, *, receiver: bool, jobs: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of a shim with ``settings``, with ``POST /`` where ``receiver``
+    and ``/v1/jobs`` where ``jobs``."""
     keyed = settings.http.api_auth == "key"
     api_security: dict[str, Any] = {"security": [{"apiKey": []}]} if keyed else {}
     auth_errors: tuple[Any, ...] = (e.UnauthorizedError,) if keyed else ()
@@ -315,6 +316,8 @@ def document(settings: Settings, *, receiver: bool) -> dict[str, Any]:
     }
     if receiver:
         paths["/"] = {"post": _receiver_operation(settings)}
+    if jobs:
+        paths.update(_job_operations(api_security, auth_errors, max_mib))
     security_schemes: dict[str, Any] = {
         "apiKey": {
             "type": "http",
@@ -486,6 +489,103 @@ def _error_responses(*errors: type[e.ServiceError] | tuple[int, str]) -> dict[st
             response["headers"] = {"Retry-After": {"schema": {"type": "string"}, "required": True}}
         out[str(status)] = response
     return out
+
+
+_JOB_STORE = (e.StorageUnavailableError, e.StoreCredentialsError)
+_JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The job's id, as `POST /v1/jobs` answered it.",
+}
+
+
+def _job_operations(api_security: dict[str, Any], auth_errors: tuple[Any, ...], max_mib: float) -> dict[str, Any]:
+    """``/v1/jobs``: submit (202), list, status (JSON or RTTM), delete."""
+    fields = {name: value for name, value in _common_fields().items() if name not in ("transcript", "response_format")}
+    fields["tasks"] = {
+        "type": "string",
+        "description": "`diarization,vad` (the default) or `vad`.",
+        "pattern": "^\\s*(diarization|vad)\\s*(,\\s*(diarization|vad)\\s*)?$",
+    }
+    common = (*auth_errors, *_UNEXPECTED, *_JOB_STORE)
+    return {
+        "/v1/jobs": {
+            "post": {
+                "tags": ["jobs"],
+                "operationId": "submitJob",
+                "summary": "Start an asynchronous job",
+                "description": "Stores the audio and answers at once with the job (`Location`: its URL). The job "
+                "runs on the event pipeline's consumers, outlives this shim, and is limited by `MAX_AUDIO_SECONDS`, "
+                "not by the HTTP timeout. `voiceprints` and `transcript` are not taken here yet.",
+                **api_security,
+                "requestBody": _multipart(fields, max_mib),
+                "responses": {
+                    "202": {
+                        **_json_response("The job, queued", _ref("Job")),
+                        "headers": {"Location": {"schema": {"type": "string"}, "required": True}},
+                    },
+                    **_error_responses(
+                        *common,
+                        e.InvalidRequestError,
+                        e.MissingFileError,
+                        e.UnsupportedMediaTypeError,
+                        e.PayloadTooLargeError,
+                        e.InvalidSpeakerOptionsError,
+                        _INCOMPLETE_BODY,
+                        _SLOW_BODY,
+                    ),
+                },
+            },
+            "get": {
+                "tags": ["jobs"],
+                "operationId": "listJobs",
+                "summary": "Recent jobs, newest first",
+                **api_security,
+                "parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "`next_cursor`"},
+                ],
+                "responses": {
+                    "200": _json_response("A page of jobs", _ref("JobList")),
+                    **_error_responses(*common, e.InvalidRequestError),
+                },
+            },
+        },
+        "/v1/jobs/{job_id}": {
+            "get": {
+                "tags": ["jobs"],
+                "operationId": "getJob",
+                "summary": "A job's status, and its result once completed",
+                "description": "`queued`, `running` (with `progress`), `completed` (with `result`, the stored result "
+                "document) or `failed` (with `error`). `format=rttm` or `Accept: text/rttm`: a completed job's RTTM.",
+                **api_security,
+                "parameters": [_JOB_ID, *_format_parameters()],
+                "responses": {
+                    "200": {
+                        "description": "The job, or its RTTM",
+                        "content": {
+                            "application/json": {"schema": _ref("Job")},
+                            outputs.RTTM_MIMETYPE: {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_error_responses(*common, e.InvalidRequestError, e.JobNotFoundError, e.JobNotCompletedError),
+                },
+            },
+            "delete": {
+                "tags": ["jobs"],
+                "operationId": "deleteJob",
+                "summary": "Cancel a queued job, or delete a job's audio and results",
+                **api_security,
+                "parameters": [_JOB_ID],
+                "responses": {
+                    "200": _json_response("Deleted", _ref("DeletedJob")),
+                    **_error_responses(*common, e.JobNotFoundError),
+                },
+            },
+        },
+    }
 
 
 def _receiver_operation(settings: Settings) -> dict[str, Any]:
@@ -716,6 +816,44 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "required": ["jobs", "max_audio_bytes"],
             "properties": {"jobs": {"type": "boolean"}, "max_audio_bytes": {"type": "integer", "minimum": 1}},
+        },
+        "Job": {
+            "type": "object",
+            "required": ["id", "status", "created_at", "links"],
+            "properties": {
+                "id": {"type": "string"},
+                "status": {"enum": ["queued", "running", "completed", "failed"]},
+                "created_at": {"type": "string", "format": "date-time"},
+                "filename": {"type": "string"},
+                "options": {"type": "object"},
+                "progress": {
+                    "type": "object",
+                    "properties": {
+                        "fraction": {"type": "number", "minimum": 0, "maximum": 1},
+                        "stage": {"type": "string"},
+                    },
+                },
+                "result": _ref("JobCompleted"),
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                },
+                "links": {"type": "object", "required": ["self"], "properties": {"self": {"type": "string"}}},
+            },
+        },
+        "JobList": {
+            "type": "object",
+            "required": ["jobs", "next_cursor"],
+            "properties": {
+                "jobs": {"type": "array", "items": _ref("Job")},
+                "next_cursor": {"type": ["string", "null"]},
+            },
+        },
+        "DeletedJob": {
+            "type": "object",
+            "required": ["id", "deleted", "status"],
+            "properties": {"id": {"type": "string"}, "deleted": {"const": True}, "status": {"type": "string"}},
         },
         "Voiceprint": event_schema("voiceprint"),
         "AudioUploaded": event_schema("audio-uploaded"),

@@ -108,7 +108,7 @@ class ShimServer(BaseApplication):
 
         service = build_service(self.settings, max_pending=self.settings.http.max_queued_jobs)
         load_in_background(service.engine)
-        return create_app(service.analyzer, self.settings, service.event_job)
+        return create_app(service.analyzer, self.settings, service.event_job, service.jobs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from flask import Flask, Response, current_app
 
 from consumer.analyzer import Analyzer
 from consumer.config import Settings
+from consumer.jobs import Jobs
 
 _EXTENSION = "diarization"
 
@@ -28,11 +29,13 @@ class EventDoor(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class AppState:
-    """The analyzer behind the sync API, the settings, and the Knative receiver (if events are served)."""
+    """The analyzer behind the sync API, the settings, the Knative receiver (if events are served)
+    and the jobs of ``/v1/jobs`` (if served)."""
 
     analyzer: Analyzer
     settings: Settings
     receiver: EventDoor | None
+    jobs: Jobs | None = None
 
 
 def install(app: Flask, state: AppState) -> None:

@@ -271,7 +271,8 @@ class KafkaWorker:
                 f"the job was started {starts - 1} times and never finished (at most {self.kafka.max_attempts})"
             )
             log.error("input failed after too many attempts", extra={"event_id": request.input.id, "starts": starts})
-            return JobFailed(request.input, request.object, error.code, error.public_message)
+            failed = JobFailed(request.input, request.object, error.code, error.public_message)
+            return self._retrying(lambda: self.event_job.note_failure(failed), request.input)
         watch = JobWatch(self.settings.jobs)
         self._watch = watch
         try:

@@ -14,10 +14,13 @@ from consumer.analyzer import Analyzer
 from consumer.config import AudioLimits, EngineSettings, Secret, SettingsError
 from consumer.engine.pyannote_engine import PyannoteEngine
 from consumer.errors import ModelLoadError
+from consumer.jobs import JobLayout, Jobs
+from consumer.storage import ObjectStore
 from http_shim import create_app
 from tests.support import media
 from tests.support.audio_bytes import encode, tone
 from tests.support.credentials import authorized
+from tests.support.hostile import long_silent_flac
 
 
 @pytest.fixture(scope="module")
@@ -302,3 +305,24 @@ def test_the_next_valid_input_still_completes_after_the_hostile_media(client):
         "/v1/diarize", data=_upload(media.speech_tone("m4a"), "x.m4a"), content_type="multipart/form-data"
     )
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("jobs", [False, True], ids=["without-jobs", "with-jobs"])
+def test_audio_longer_than_the_sync_limit_is_refused_naming_the_door_that_takes_it(analyzer, settings, jobs):
+    """At the default limits: an hour and a minute is too long to answer inside a request's
+    timeout, not too long for the service; the error says where it goes instead."""
+    configured = dataclasses.replace(settings, http=dataclasses.replace(settings.http, jobs_enabled=jobs))
+    store = ObjectStore(configured.storage)  # never called: the audio is refused before any job is stored
+    client = authorized(
+        create_app(analyzer, configured, jobs=Jobs(store, JobLayout.from_settings(configured.storage))).test_client()
+    )
+    assert configured.http.sync_max_seconds == 3600 < configured.audio.max_seconds
+    long_audio = long_silent_flac(3600 + 60)
+    for path in ("/v1/diarize", "/v1/vad", "/v1/audio/diarization"):
+        response = client.post(path, data={"file": (io.BytesIO(long_audio), "hour.flac")})
+        body = response.get_json()
+        assert (response.status_code, body["error"]["code"]) == (422, "audio_too_long"), (path, body)
+        message = body["error"]["message"]
+        assert "SYNC_MAX_AUDIO_SECONDS" in message
+        assert ("POST /v1/jobs" in message) is jobs, message
+        assert ("audio.uploaded event" in message) is not jobs, message

@@ -23,15 +23,15 @@ AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
-def _app(settings: Settings, receiver: bool, **http: Any) -> Flask:
+def _app(settings: Settings, receiver: bool, jobs: bool = False, **http: Any) -> Flask:
     """The app on the service as the shim builds it (its engine not loaded: routes need no model)."""
     configured = dataclasses.replace(
         settings,
-        http=dataclasses.replace(settings.http, **http),
+        http=dataclasses.replace(settings.http, jobs_enabled=jobs, **http),
         receiver=dataclasses.replace(settings.receiver, enabled=receiver, token=Secret(RECEIVER_TOKEN)),
     )
     service = build_service(configured)
-    return create_app(service.analyzer, configured, service.event_job)
+    return create_app(service.analyzer, configured, service.event_job, service.jobs)
 
 
 def _routes(app: Flask) -> set[tuple[str, str]]:
@@ -48,9 +48,11 @@ def _operations(document: dict[str, Any]) -> set[tuple[str, str]]:
     }
 
 
-@pytest.mark.parametrize("receiver", [True, False], ids=["receiver", "public"])
-def test_every_route_is_an_operation_and_every_operation_a_route(settings, receiver):
-    app = _app(settings, receiver)
+@pytest.mark.parametrize(
+    ("receiver", "jobs"), [(True, False), (False, False), (False, True)], ids=["receiver", "public", "jobs"]
+)
+def test_every_route_is_an_operation_and_every_operation_a_route(settings, receiver, jobs):
+    app = _app(settings, receiver, jobs)
     document = app.test_client().get("/openapi.json").get_json()
     routes = _routes(app)
     assert PAGES <= routes, PAGES - routes  # every page named is one the app serves
@@ -59,6 +61,7 @@ def test_every_route_is_an_operation_and_every_operation_a_route(settings, recei
     assert api_routes - operations == set(), "routes without an operation"
     assert operations - api_routes == set(), "operations without a route"
     assert (("/", "POST") in operations) is receiver
+    assert (("/v1/jobs", "POST") in operations) is jobs
 
 
 def test_the_document_and_its_page_are_public_while_the_api_is_not(settings):
@@ -97,7 +100,7 @@ def test_the_receiver_takes_the_sender_token_not_the_api_key(settings):
 
 
 def test_every_documented_error_code_is_one_the_service_has(settings):
-    document = _app(settings, receiver=True).test_client().get("/openapi.json").get_json()
+    document = _app(settings, receiver=True, jobs=True).test_client().get("/openapi.json").get_json()
     known = {(cls.http_status, cls.code) for cls in _subclasses(errors.ServiceError)}
     known |= {(status, code) for status, code in HTTP_CODES.items()}
     known |= {(400, "incomplete_body"), (503, "incomplete_body")}  # a body cut off: the sync API's and the receiver's

@@ -1,10 +1,11 @@
 """Every operation of the shim's own OpenAPI document, fuzzed against the real shim with schemathesis.
 
 The shim runs as deployed (gunicorn, the real offline model, an API key, the receiver on with
-a sender token, the default limits); its object store is a port nothing listens on, so an
-event for a readable bucket can only be answered 503 ``storage_unavailable`` (retried by
-Knative), the one 5xx allowed, on ``POST /`` only. Every other answer must be a documented
-status with a documented content type and body, and the shim must still be serving at the end.
+a sender token, ``/v1/jobs`` on, the default limits), on the worker's real MinIO as a user with
+nothing but the jobs policy (``local-dev/jobs-policy.json``): jobs are stored for real, and an
+event names audio the receiver may not read. A 503 ``storage_unavailable`` (retried by Knative)
+is the one 5xx allowed, on ``POST /`` only. Every other answer must be a documented status with
+a documented content type and body, and the shim must still be serving at the end.
 Generation is derandomized and bounded (``EXAMPLES`` per operation, positive and negative),
 and some uploads are real speech, so that the options reach the model too.
 """
@@ -67,8 +68,8 @@ class FuzzedShim:
 
 
 @pytest.fixture(scope="module")
-def fuzzed_shim(tmp_path_factory: pytest.TempPathFactory, settings, sample) -> Iterator[FuzzedShim]:
-    """``diarization-shim`` with the API key and the receiver (sender token) on; real speech registered for uploads."""
+def fuzzed_shim(tmp_path_factory: pytest.TempPathFactory, settings, sample, stack) -> Iterator[FuzzedShim]:
+    """``diarization-shim`` with the API key, the receiver (sender token) and jobs on; real speech registered for uploads."""
     schemathesis.openapi.media_type("audio/wav", st.sampled_from(_clips(sample[0])))
     port = free_port()
     log = tmp_path_factory.mktemp("fuzzed-shim") / "shim.log"
@@ -78,7 +79,8 @@ def fuzzed_shim(tmp_path_factory: pytest.TempPathFactory, settings, sample) -> I
         HTTP_THREADS="4",
         RECEIVER_ENABLED="true",
         RECEIVER_TOKEN=RECEIVER_TOKEN,
-        S3_ENDPOINT=f"127.0.0.1:{free_port()}",  # nothing listens: every store call fails at once
+        JOBS_ENABLED="true",
+        **{**stack.env, **stack.jobs_user()},
     )
     process = start_module("http_shim.server", env, log)
     base = f"http://127.0.0.1:{port}"
@@ -93,7 +95,7 @@ def fuzzed_shim(tmp_path_factory: pytest.TempPathFactory, settings, sample) -> I
 def _document() -> dict[str, Any]:
     """The document of a shim configured as ``fuzzed_shim`` is (checked against the served one below)."""
     configured = Settings.from_env({"API_KEY": API_KEY, "RECEIVER_ENABLED": "true", "RECEIVER_TOKEN": RECEIVER_TOKEN})
-    return json.loads(json.dumps(document(configured, receiver=True)))
+    return json.loads(json.dumps(document(configured, receiver=True, jobs=True)))
 
 
 DOCUMENT = _document()
@@ -132,3 +134,13 @@ def test_the_shim_still_serves_after_the_fuzzing(fuzzed_shim: FuzzedShim, sample
         response = requests.post(f"{fuzzed_shim.base}/v1/vad", files={"file": audio}, headers=API_AUTH, timeout=300)
     assert response.status_code == 200 and response.json()["speech_segments"], response.text
     assert time.monotonic() - started < 300
+
+
+def test_the_fuzzing_reached_the_store_through_the_job_door(fuzzed_shim: FuzzedShim, sample) -> None:
+    """Fuzzed submissions were stored as jobs (the job door was exercised, not only refused)."""
+    with sample[0].open("rb") as audio:
+        submitted = requests.post(f"{fuzzed_shim.base}/v1/jobs", files={"file": audio}, headers=API_AUTH, timeout=60)
+    assert submitted.status_code == 202, submitted.text
+    listed = requests.get(f"{fuzzed_shim.base}/v1/jobs?limit=100", headers=API_AUTH, timeout=60).json()
+    assert listed["jobs"][0]["id"] == submitted.json()["id"]
+    assert len(listed["jobs"]) > 1, "no fuzzed submission was stored"

@@ -73,28 +73,39 @@ def scenario(stack: Stack, start_consumer, reader) -> Callable[..., Scenario]:
     return make
 
 
-@pytest.fixture
-def start_shim(stack: Stack, settings, tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """Start HTTP shims with the stack's S3 settings plus overrides; their base URLs."""
-    processes: list[subprocess.Popen] = []
+class Shims:
+    """Start HTTP shims with the stack's S3 settings plus overrides (``shims(**env)``: the base
+    URL), stop one (``shims.stop(base)``); all are stopped after the test."""
 
-    def start(**env: str) -> str:
+    def __init__(self, stack: Stack, model: str, logs: Path) -> None:
+        self.stack, self.model, self.logs = stack, model, logs
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def __call__(self, **env: str) -> str:
         """As the cluster-local events Service runs it: the receiver on, checking senders (the
         tests' shared token unless ``env`` configures the check), the API behind its key."""
         port = free_port()
-        log = tmp_path / f"shim-{len(processes)}.log"
+        log = self.logs / f"shim-{len(self.processes)}.log"
         checks = {"RECEIVER_TOKEN", "RECEIVER_OIDC_ISSUER", "RECEIVER_AUTH"}
         defaults = {"RECEIVER_ENABLED": "true"}
         if not checks & set(env):
             defaults["RECEIVER_TOKEN"] = RECEIVER_TOKEN
         process = start_module(
-            "http_shim.server", {**stack.env, **shim_env(settings.engine.model, port, **{**defaults, **env})}, log
+            "http_shim.server", {**self.stack.env, **shim_env(self.model, port, **{**defaults, **env})}, log
         )
-        processes.append(process)
         base = f"http://127.0.0.1:{port}"
+        self.processes[base] = process
         wait_http(f"{base}/ready", process, timeout=300, log=log)
         return base
 
-    yield start
-    for process in processes:
+    def stop(self, base: str) -> None:
+        stop(self.processes[base])
+
+
+@pytest.fixture
+def start_shim(stack: Stack, settings, tmp_path: Path) -> Iterator[Shims]:
+    """``Shims`` of this test."""
+    shims = Shims(stack, settings.engine.model, tmp_path)
+    yield shims
+    for process in shims.processes.values():
         stop(process)

@@ -18,8 +18,11 @@ from cloudevents.core.formats.json import JSONFormat
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from minio import Minio
+from minio.credentials import StaticProvider
+from minio.minioadmin import MinioAdmin
 
 STACK_SCRIPT = Path(__file__).resolve().parents[2] / "local-dev" / "stack.py"
+JOBS_POLICY = STACK_SCRIPT.parent / "jobs-policy.json"  # what the shim's credentials need for /v1/jobs
 # Kafka's answers while a group's coordinator moves or loads: the commit is retried
 COORDINATOR_ERRORS = (
     KafkaError.NOT_COORDINATOR,
@@ -79,6 +82,20 @@ class Stack:
     def minio(self) -> Minio:
         """A MinIO client with the stack's credentials."""
         return Minio(self.env["S3_ENDPOINT"], self.env["S3_ACCESS_KEY"], self.env["S3_SECRET_KEY"], secure=False)
+
+    def admin(self) -> MinioAdmin:
+        """MinIO's admin API with the stack's (root) credentials."""
+        credentials = StaticProvider(self.env["S3_ACCESS_KEY"], self.env["S3_SECRET_KEY"])
+        return MinioAdmin(endpoint=self.env["S3_ENDPOINT"], credentials=credentials, secure=False)
+
+    def jobs_user(self) -> dict[str, str]:
+        """A new MinIO user with nothing but the documented jobs policy: its ``S3_*`` settings."""
+        admin = self.admin()
+        name, secret = f"jobs-{uuid.uuid4().hex[:8]}", f"secret-{uuid.uuid4().hex}"
+        admin.policy_add("diarization-jobs", policy_file=JOBS_POLICY)
+        admin.user_add(name, secret)
+        admin.attach_policy(["diarization-jobs"], user=name)
+        return {"S3_ACCESS_KEY": name, "S3_SECRET_KEY": secret}
 
     def upload(self, key: str, data: bytes, bucket: str | None = None, metadata: dict[str, str] | None = None) -> str:
         """PUT an object; its etag."""

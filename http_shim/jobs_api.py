@@ -1,0 +1,109 @@
+"""Asynchronous jobs: ``POST /v1/jobs`` answers 202 with a job; ``GET``/``DELETE /v1/jobs/{id}``.
+
+The job goes through the event pipeline like a bucket upload (``consumer.jobs``): the shim
+stores the audio and the job's record, a consumer runs it, and the status is read back from
+the store. So a job outlives the shim that took it and is not bound by the HTTP timeout.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from consumer.errors import InvalidRequestError, JobNotCompletedError, JobNotFoundError
+from consumer.jobs import Jobs, JobStatus
+from consumer.options import OPTION_NAMES, parse_options
+from http_shim import api, outputs
+from http_shim.auth import require_api_key
+from http_shim.state import state
+
+blueprint = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+
+# Options a job carries as object metadata (which S3 caps at 2 KiB): voiceprints and
+# transcripts are larger, and are taken by the sync door and events (``*_object``) for now.
+JOB_OPTIONS = tuple(name for name in OPTION_NAMES if name != "voiceprints")
+NOT_FOR_JOBS = ("voiceprints", "transcript")
+MAX_PAGE = 100
+JOB_FORMATS = ("json", "rttm")
+
+
+def _jobs() -> Jobs:
+    jobs = state().jobs
+    if jobs is None:  # create_app registers this blueprint only with jobs
+        raise JobNotFoundError("this shim serves no jobs")
+    return jobs
+
+
+@blueprint.before_request
+def authenticate() -> None:
+    """Require ``Authorization: Bearer <API_KEY>`` unless the API was opened (``http_shim.auth``)."""
+    require_api_key(state().settings)
+
+
+@blueprint.post("")
+def submit() -> tuple[Response, int]:
+    """A new job for the uploaded ``file`` and its options; 202 with the job (``Location``: its URL)."""
+    upload = api.single_file()
+    for name in NOT_FOR_JOBS:
+        if name in request.form or name in request.files:
+            raise InvalidRequestError(
+                f"{name!r} is not taken by /v1/jobs yet: use /v1/diarize, or an event with {name}_object"
+            )
+    fields = {name: request.form[name] for name in JOB_OPTIONS if request.form.get(name, "") != ""}
+    options = parse_options(fields)  # 400 before anything is stored
+    metadata = {name.replace("_", "-"): value for name, value in fields.items()}
+    record = {
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "filename": (upload.filename or "audio")[:255],
+        "options": options.to_dict(),
+    }
+    job = _jobs().submit(upload.stream, metadata, record)
+    body = {**job, "status": "queued", "links": _links(job["id"])}
+    response = jsonify(body)
+    response.headers["Location"] = body["links"]["self"]
+    return response, 202
+
+
+@blueprint.get("")
+def recent() -> Response:
+    """Recent jobs, newest first: ``limit`` (1-100, default 20) per page, ``cursor`` from ``next_cursor``."""
+    raw_limit = request.args.get("limit", "20")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise InvalidRequestError(f"limit must be an integer from 1 to {MAX_PAGE}")
+    found, cursor = _jobs().recent(request.args.get("cursor", ""), int(raw_limit))
+    return jsonify({"jobs": [_summary(job) for job in found], "next_cursor": cursor})
+
+
+@blueprint.get("/<job_id>")
+def status(job_id: str) -> Response:
+    """The job: ``queued``, ``running`` (progress), ``completed`` (the result) or ``failed`` (the error).
+
+    ``format=rttm`` (or ``Accept: text/rttm``) gives a completed job's RTTM.
+    """
+    fmt = outputs.requested_format()
+    if fmt not in JOB_FORMATS:
+        raise InvalidRequestError(f"a job's result comes as {' or '.join(JOB_FORMATS)}, not {fmt}")
+    found = _jobs().status(job_id)
+    if fmt == "rttm":
+        rttm = _jobs().rttm(job_id) if found.status == "completed" else None
+        if rttm is None:
+            raise JobNotCompletedError(f"job {job_id!r} has no RTTM: it is {found.status}")
+        return Response(rttm, mimetype=outputs.RTTM_MIMETYPE)
+    return jsonify({**found.to_dict(), "links": _links(job_id)})
+
+
+@blueprint.delete("/<job_id>")
+def delete(job_id: str) -> Response:
+    """Cancel a queued job, or delete a finished one's audio and results."""
+    found = _jobs().delete(job_id)
+    return jsonify({"id": job_id, "deleted": True, "status": found.status})
+
+
+def _summary(job: JobStatus) -> dict[str, object]:
+    out = {key: value for key, value in job.to_dict().items() if key != "result"}
+    return {**out, "links": _links(str(job.record["id"]))}
+
+
+def _links(job_id: str) -> dict[str, str]:
+    return {"self": url_for("jobs.status", job_id=job_id)}

@@ -1,0 +1,172 @@
+"""``/v1/jobs`` end to end (real shim, real consumer, real Kafka and MinIO): a job goes through the
+bucket notification like any upload, its status is read back from the store, and it outlives
+the shim that took it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from minio import Minio
+from minio.error import S3Error
+
+from tests.support.conversation import conversation
+from tests.support.credentials import API_AUTH
+
+pytestmark = pytest.mark.integration
+
+JOB_SECONDS = 600  # a job's whole wait, on a test machine under the suite's load
+
+
+@pytest.fixture
+def jobs_user(stack) -> Iterator[dict[str, str]]:
+    """The shim's store credentials: a MinIO user with nothing but the documented jobs policy."""
+    user = stack.jobs_user()
+    yield user
+    stack.admin().user_remove(user["S3_ACCESS_KEY"])
+
+
+@pytest.fixture
+def job_door(stack, start_consumer, start_shim, jobs_user) -> str:
+    """A consumer on the uploads topic MinIO notifies (from its current end), and a shim with
+    jobs on, running as the jobs policy's user."""
+    group = f"it-jobs-{uuid.uuid4().hex[:6]}"
+    stack.move_group_to_end(group, stack.env["KAFKA_INPUT_TOPIC"])
+    start_consumer({}, group)
+    return start_shim(JOBS_ENABLED="true", **jobs_user)
+
+
+def test_the_jobs_policy_lets_the_shim_read_no_other_object(stack, jobs_user):
+    """The scoped credentials cannot read uploads or results that are not jobs'."""
+    stack.upload("private/board-meeting.wav", b"not for the public shim")
+    scoped = Minio(stack.env["S3_ENDPOINT"], jobs_user["S3_ACCESS_KEY"], jobs_user["S3_SECRET_KEY"], secure=False)
+    for bucket, key in (("audio", "private/board-meeting.wav"), ("diarization-results", "results/audio/x.json")):
+        with pytest.raises(S3Error) as refused:
+            scoped.get_object(bucket, key)
+        assert refused.value.code == "AccessDenied", (bucket, key)
+    with pytest.raises(S3Error) as refused:
+        list(scoped.list_objects("audio", prefix="private/"))
+    assert refused.value.code == "AccessDenied"
+
+
+def _submit(base: str, audio: bytes, name: str = "talk.wav", **fields: str) -> dict[str, Any]:
+    response = requests.post(
+        f"{base}/v1/jobs", files={"file": (name, audio)}, data=fields, headers=API_AUTH, timeout=60
+    )
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert response.headers["Location"] == job["links"]["self"] == f"/v1/jobs/{job['id']}"
+    assert job["status"] == "queued" and job["filename"] == name
+    return job
+
+
+def _get(base: str, job_id: str) -> dict[str, Any]:
+    response = requests.get(f"{base}/v1/jobs/{job_id}", headers=API_AUTH, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _until_done(base: str, job_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The job once completed or failed, and every status seen on the way (polled each half second)."""
+    seen = []
+    deadline = time.monotonic() + JOB_SECONDS
+    while time.monotonic() < deadline:
+        job = _get(base, job_id)
+        seen.append(job)
+        if job["status"] in ("completed", "failed"):
+            return job, seen
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} not done in {JOB_SECONDS} s: {seen[-1]}")
+
+
+def test_a_job_gives_the_turns_the_sync_door_gives_and_lists_and_deletes(stack, job_door):
+    base = job_door
+    audio = conversation(num_speakers=2, duration=20, seed=811).wav.read_bytes()
+    job = _submit(base, audio, num_speakers="2")
+    done, seen = _until_done(base, job["id"])
+    assert done["status"] == "completed", done
+    assert {s["status"] for s in seen} <= {"queued", "running", "completed"}
+    sync = requests.post(
+        f"{base}/v1/diarize",
+        files={"file": ("talk.wav", audio)},
+        data={"num_speakers": "2"},
+        headers=API_AUTH,
+        timeout=300,
+    )
+    assert sync.status_code == 200, sync.text
+    assert done["result"]["segments"] == sync.json()["segments"]
+    assert done["result"]["num_speakers"] == sync.json()["num_speakers"] == 2
+
+    rttm = requests.get(f"{base}/v1/jobs/{job['id']}?format=rttm", headers=API_AUTH, timeout=30)
+    assert rttm.status_code == 200 and rttm.headers["Content-Type"].startswith("text/rttm")
+    assert len(rttm.text.splitlines()) == len(done["result"]["segments"])
+
+    short = conversation(num_speakers=2, duration=8, seed=813).wav.read_bytes()
+    later = _submit(base, short, name="later.wav", tasks="vad")
+    first_page = requests.get(f"{base}/v1/jobs?limit=1", headers=API_AUTH, timeout=30).json()
+    assert [j["id"] for j in first_page["jobs"]] == [later["id"]]  # newest first
+    second_page = requests.get(
+        f"{base}/v1/jobs?limit=1&cursor={first_page['next_cursor']}", headers=API_AUTH, timeout=30
+    ).json()
+    assert [j["id"] for j in second_page["jobs"]] == [job["id"]]
+    assert "result" not in second_page["jobs"][0]  # a page lists, GET /v1/jobs/{id} gives the result
+
+    deleted = requests.delete(f"{base}/v1/jobs/{job['id']}", headers=API_AUTH, timeout=30)
+    assert deleted.status_code == 200 and deleted.json() == {"id": job["id"], "deleted": True, "status": "completed"}
+    gone = requests.get(f"{base}/v1/jobs/{job['id']}", headers=API_AUTH, timeout=30)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "job_not_found"
+    minio = stack.minio()
+    assert not list(minio.list_objects("audio", prefix=f"jobs/{job['id']}/", recursive=True))
+    assert not list(
+        minio.list_objects("diarization-results", prefix=f"results/audio/jobs/{job['id']}/", recursive=True)
+    )
+
+
+def test_a_job_that_fails_shows_the_error_and_bad_requests_store_nothing(stack, job_door):
+    base = job_door
+    job = _submit(base, b"this is a text file, not audio " * 100, name="notes.txt")
+    done, _ = _until_done(base, job["id"])
+    assert done["status"] == "failed" and done["error"]["code"] == "not_audio", done
+    not_yet = requests.get(f"{base}/v1/jobs/{job['id']}?format=rttm", headers=API_AUTH, timeout=30)
+    assert not_yet.status_code == 409 and not_yet.json()["error"]["code"] == "job_not_completed"
+
+    before = len(list(stack.minio().list_objects("audio", prefix="jobs/", recursive=True)))
+    audio = conversation(num_speakers=2, duration=20, seed=811).wav.read_bytes()
+    for fields, code in (
+        ({"num_speakers": "0"}, "invalid_speaker_options"),
+        ({"voiceprints": "{}"}, "invalid_request"),
+        ({"tasks": "transcribe"}, "invalid_request"),
+    ):
+        answer = requests.post(
+            f"{base}/v1/jobs", files={"file": ("a.wav", audio)}, data=fields, headers=API_AUTH, timeout=60
+        )
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == code, answer.text
+    unauthorized = requests.post(f"{base}/v1/jobs", files={"file": ("a.wav", audio)}, timeout=60)
+    assert unauthorized.status_code == 401
+    assert len(list(stack.minio().list_objects("audio", prefix="jobs/", recursive=True))) == before
+    for job_id in ("../../etc", "0" * 23, "nope"):
+        missing = requests.get(f"{base}/v1/jobs/{job_id}", headers=API_AUTH, timeout=30)
+        assert missing.status_code == 404, (job_id, missing.text)
+
+
+def test_a_long_job_shows_rising_progress_and_outlives_the_shim_that_took_it(stack, start_shim, jobs_user, job_door):
+    audio = conversation(num_speakers=3, duration=300, seed=812).wav.read_bytes()
+    job = _submit(job_door, audio)
+    fractions: list[float] = []
+    deadline = time.monotonic() + JOB_SECONDS
+    while len(fractions) < 2 and time.monotonic() < deadline:
+        current = _get(job_door, job["id"])
+        assert current["status"] in ("queued", "running"), current
+        if current["status"] == "running" and current["progress"]["stage"] == "inference":
+            if not fractions or current["progress"]["fraction"] > fractions[-1]:
+                fractions.append(current["progress"]["fraction"])
+        time.sleep(0.5)
+    assert len(fractions) == 2 and 0 <= fractions[0] < fractions[1] < 1, fractions
+    start_shim.stop(job_door)  # the shim that took the job goes; another one answers for it
+    other = start_shim(JOBS_ENABLED="true", **jobs_user)
+    done, _ = _until_done(other, job["id"])
+    assert done["status"] == "completed" and done["result"]["num_speakers"] == 3, done
