@@ -830,3 +830,20 @@ def test_the_readme_shows_each_footprint(footprints: dict[str, Footprint]) -> No
 def test_make_deploy_applies_a_profile() -> None:
     recipe = makefile_recipe("deploy")
     assert "$(MANIFESTS)" in recipe and "$(MANIFESTS)" in makefile_recipe("undeploy")
+
+
+def test_the_jobs_profile_opens_the_job_door_with_the_scoped_store_user(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Only the jobs profile gives the public Service store credentials, and only the jobs user's."""
+    for name, bodies in rendered.items():
+        public = next(b for b in bodies if b["kind"] == "Service" and b["metadata"]["name"] == route_service().name)
+        container = public["spec"]["template"]["spec"]["containers"][0]
+        secret_names = {source.get("secretRef", {}).get("name") for source in container.get("envFrom", [])}
+        stores = {s for s in secret_names if "S3_ACCESS_KEY" in secrets().get(s or "", {})}
+        env = {var["name"]: var.get("value") for var in container.get("env", [])}
+        if name == "jobs":
+            assert stores == {"diarization-jobs-s3"} and env["JOBS_ENABLED"] == "true", (stores, env)
+            assert Settings.from_env({**env, "API_KEY": "k"}).http.jobs_enabled
+        else:
+            assert stores == set() and "JOBS_ENABLED" not in env, name
