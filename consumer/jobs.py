@@ -160,7 +160,7 @@ class Jobs:
         except ServiceError:
             self._forget(job_id)
             raise
-        log.info("job submitted", extra={"job_id": job_id, "object": stored.partition_key, "bytes": stored.size})
+        log.info("job submitted", extra={"job_id": job_id, "object": stored.partition_key, "etag": stored.etag})
         return record
 
     def status(self, job_id: str) -> JobStatus:
@@ -191,7 +191,7 @@ class Jobs:
         """Up to ``limit`` jobs, newest first, after the job id ``cursor``; and the next cursor (None at the end)."""
         prefix = self.layout.records_prefix
         after = self.layout.record_key(cursor) if cursor else ""
-        keys = [key for key in self.store.list_keys(self.layout.results_bucket, prefix, after, limit + 1)]
+        keys = self.store.list_keys(self.layout.results_bucket, prefix, after, limit + 1)
         ids = [key[len(prefix) :].removesuffix(".json") for key in keys]
         found = []
         for job_id in (i for i in ids[:limit] if is_job_id(i)):
