@@ -22,9 +22,10 @@ from tests.support.credentials import authorized
 pytestmark = pytest.mark.model
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def fresh_engine(settings) -> PyannoteEngine:
-    """An engine of this module's own, at the default failure limit: the last test breaks it.
+    """An engine of the test's own, at the default failure limit (a test may break it, and the
+    test run may put this module's tests on any worker in any order).
 
     Warmed up, as deployed: the warm-up job also probes the embedding model's shortest input,
     with exceptions caught, which a fault injected before would fall into.
