@@ -7,7 +7,8 @@ The rooms, from the top down (imports only go down):
 - ``wiring``: the composition root, the one place that picks concrete classes;
 - the job core: ``event_job`` (stat, reuse, fetch, run, store: the job of an event) on
   ``analyzer`` (audio in, result out: the sync job, with bounded admission) and
-  ``deadline`` (how long a job may run);
+  ``deadline`` (how long a job may run); ``jobs`` (where a job of ``/v1/jobs`` lives in the
+  store, and its state) and ``webhooks`` (its signed webhook: outbox, sender, address rules);
 - ``codec``: the only module that touches CloudEvents, for the Kafka and Knative doors;
 - ``engine/``: the seam around pyannote (``Engine``), the pyannote engine, identification of
   known speakers, turn confidence, CAM++, the offline bundle;

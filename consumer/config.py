@@ -8,6 +8,8 @@ kept in ``Secret`` wrappers so that printing or logging the settings never shows
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
@@ -286,6 +288,40 @@ class StorageSettings:
     allowed_buckets: frozenset[str] = env("S3_ALLOWED_BUCKETS", frozenset({"audio"}), default_from=_upload_bucket)
 
 
+def webhook_signing_key(secret: str) -> bytes:
+    """The key of a Standard Webhooks secret, ``whsec_<base64>``, of at least 16 bytes; ``ValueError`` otherwise."""
+    if not secret.startswith("whsec_"):
+        raise ValueError("a webhook secret starts with 'whsec_'")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_") + "==")  # padding may be left out
+    except binascii.Error as exc:
+        raise ValueError(f"a webhook secret is base64 after 'whsec_': {exc}") from None
+    if len(key) < 16:
+        raise ValueError("a webhook secret holds at least 16 bytes")
+    return key
+
+
+def _is_webhook_secret(value: Secret) -> bool:
+    try:
+        return bool(webhook_signing_key(value.value))
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """Webhooks of ``/v1/jobs`` (``consumer.webhooks``): the signing secret, and whom they may call."""
+
+    # Standard Webhooks' "whsec_<base64>"; consumers sign with it (no secret: nothing is sent)
+    secret: Secret = env(
+        "WEBHOOK_SECRET", Secret(""), allowed=_is_webhook_secret, expected="whsec_<base64 of 16+ bytes>"
+    )
+    # hosts, addresses or networks a webhook may call although they are not public (default: none)
+    allowed_hosts: frozenset[str] = env("WEBHOOK_ALLOWED_HOSTS", frozenset(), transform=str.lower)
+    allow_http: bool = env("WEBHOOK_ALLOW_HTTP", False)  # plain http URLs (default: https only)
+    timeout_seconds: float = env("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=1.0)
+
+
 @dataclass(frozen=True, slots=True)
 class EventSettings:
     """Result events: their source, and progress reports for long jobs."""
@@ -307,6 +343,7 @@ class Settings:
     kafka: KafkaSettings = KafkaSettings()
     storage: StorageSettings = StorageSettings()
     events: EventSettings = EventSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     log_level: str = env("LOG_LEVEL", "INFO", transform=str.upper)
     log_format: str = env("LOG_FORMAT", "json", transform=str.lower, choices=("json", "text"))
 

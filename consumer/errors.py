@@ -224,6 +224,12 @@ class AccessDeniedError(ServiceError):
     http_status = 422
 
 
+class WebhookUrlRefusedError(InvalidRequestError):
+    """A job's ``webhook_url`` is one the service must not call (``consumer.webhooks.check_url``)."""
+
+    code = "webhook_url_refused"
+
+
 class JobNotFoundError(ServiceError):
     """No job of ``/v1/jobs`` has the id asked for (never submitted, or deleted)."""
 

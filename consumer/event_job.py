@@ -135,13 +135,15 @@ class EventJob:
         (storage or model unavailable, no free slot): the caller backs off and tries again.
         The download and every stage after it beat ``watch`` (``consumer.deadline``; a new
         one when none is given), which counts among the analyzer's running ``watches``.
-        A ``/v1/jobs`` job's failure is recorded before it is returned (``note_failure``).
+        A ``/v1/jobs`` job's failure is recorded, and its webhook queued, before it is returned.
         """
         started = time.perf_counter()
         watch = watch or JobWatch(self.analyzer.job_limits)
         try:
             with reservation or self.analyzer.reserve() as held, self.analyzer.watches.running(watch):
                 outcome = self._handle(request, progress, held, watch)
+                if isinstance(outcome, DiarizationCompleted) and self.job_states is not None:
+                    self.job_states.completed(outcome)  # its webhook, if it asked for one
         except ServiceError as exc:
             if exc.retryable:
                 log.warning(

@@ -28,7 +28,7 @@ from typing import IO, Any, Protocol
 
 from consumer.config import StorageSettings
 from consumer.errors import JobNotFoundError, ServiceError
-from consumer.events import AudioJobRequested, JobFailed, ObjectRef
+from consumer.events import AudioJobRequested, DiarizationCompleted, JobFailed, ObjectRef
 
 log = logging.getLogger(__name__)
 
@@ -235,18 +235,29 @@ class Jobs:
             log.warning("a failed job's record could not be removed", extra={"job_id": job_id, "error": exc.message})
 
 
+class Notifier(Protocol):
+    """Told when a job with a ``webhook_url`` finishes (``consumer.webhooks.Outbox``)."""
+
+    def finished(self, job: dict[str, Any]) -> None:
+        """Queue the job's webhook: ``job`` is what ``GET /v1/jobs/{id}`` answers (with its
+        ``webhook_url``). Blocks on the store; raises ``StorageUnavailableError`` (retryable)."""
+        ...
+
+
 class JobStates:
-    """The consumer's side: writes a job's ``running`` progress and ``failed`` outcome.
+    """The consumer's side: writes a job's ``running`` progress and ``failed`` outcome, and
+    queues the webhook of a finished job that asked for one.
 
     Only inputs that are jobs' audio (``JobLayout.job_of``) get a state; a job whose record is
     gone (deleted) gets none. Progress is best effort (a failed write is logged); a failure
-    is written or the job is retried (``StorageUnavailableError`` propagates), so that a
-    failed job never shows ``running`` for ever.
+    is written, and a webhook queued, or the job is retried (``StorageUnavailableError``
+    propagates), so that a failed job never shows ``running`` for ever and no webhook is lost.
     """
 
-    def __init__(self, store: JobObjects, layout: JobLayout) -> None:
+    def __init__(self, store: JobObjects, layout: JobLayout, notifier: Notifier | None = None) -> None:
         self.store = store
         self.layout = layout
+        self.notifier = notifier
 
     def running(self, request: AudioJobRequested, fraction: float, stage: str) -> None:
         job_id = self.layout.job_of(request.object)
@@ -260,14 +271,30 @@ class JobStates:
 
     def failed(self, outcome: JobFailed) -> None:
         job_id = self.layout.job_of(outcome.object) if outcome.object is not None else None
-        if job_id is not None:
-            self._write(job_id, {"status": "failed", "error": {"code": outcome.code, "message": outcome.message}})
+        if job_id is None:
+            return
+        error = {"code": outcome.code, "message": outcome.message}
+        record = self._write(job_id, {"status": "failed", "error": error})
+        self._notify(record, JobStatus(record or {}, "failed", error=error))
 
-    def _write(self, job_id: str, state: dict[str, Any]) -> None:
+    def completed(self, outcome: DiarizationCompleted) -> None:
+        job_id = self.layout.job_of(outcome.request.object)
+        if job_id is None or self.notifier is None:
+            return
+        record = self.store.get_json(self.layout.results_bucket, self.layout.record_key(job_id))
+        self._notify(record, JobStatus(record or {}, "completed", result=outcome.document))
+
+    def _notify(self, record: dict[str, Any] | None, job: JobStatus) -> None:
+        if self.notifier is not None and record is not None and record.get("webhook_url"):
+            self.notifier.finished(job.to_dict())
+
+    def _write(self, job_id: str, state: dict[str, Any]) -> dict[str, Any] | None:
+        """Store the job's state unless it was deleted; returns its record (None: deleted)."""
         bucket = self.layout.results_bucket
-        if self.store.get_json(bucket, self.layout.record_key(job_id)) is None:
-            return  # deleted: leave nothing behind
-        self.store.put_json(bucket, self.layout.state_key(job_id), {**state, "updated_at": _now()})
+        record = self.store.get_json(bucket, self.layout.record_key(job_id))
+        if record is not None:
+            self.store.put_json(bucket, self.layout.state_key(job_id), {**state, "updated_at": _now()})
+        return record
 
 
 def _now() -> str:

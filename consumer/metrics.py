@@ -25,3 +25,8 @@ STAGE_SECONDS = Counter(
 )
 JOBS_IN_FLIGHT = Gauge("diarization_jobs_in_flight", "Jobs running or waiting for the model")
 MODEL_READY = Gauge("diarization_model_ready", "1 when the model is loaded and warm")
+WEBHOOKS = Counter(
+    "diarization_webhook_attempts_total",
+    "Webhook attempts of /v1/jobs, by outcome: delivered, retried, given_up",
+    ["outcome"],
+)

@@ -17,6 +17,7 @@ from consumer.event_job import EventJob
 from consumer.jobs import JobLayout, Jobs, JobStates
 from consumer.memory import tune_allocator
 from consumer.storage import ObjectStore, StoreHealth
+from consumer.webhooks import Outbox, WebhookDispatcher, WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class Service:
     event_job: EventJob
     store: ObjectStore
     jobs: Jobs
+    webhooks: WebhookDispatcher | None  # None without WEBHOOK_SECRET: deliveries wait in the outbox
 
     @property
     def store_health(self) -> StoreHealth:
@@ -47,6 +49,7 @@ def build_service(settings: Settings, max_pending: int | None = None) -> Service
     analyzer = Analyzer(engine, settings.audio, max_pending=max_pending, job_limits=settings.jobs)
     store = ObjectStore(settings.storage)
     layout = JobLayout.from_settings(settings.storage)
+    outbox = Outbox(store, layout)
     event_job = EventJob(
         analyzer,
         store,
@@ -54,9 +57,10 @@ def build_service(settings: Settings, max_pending: int | None = None) -> Service
         events=settings.events,
         model_name=model_name(settings.engine.model),
         model_fingerprint=cached(lambda: model_fingerprint(settings.engine.model)),
-        job_states=JobStates(store, layout),
+        job_states=JobStates(store, layout, notifier=outbox),
     )
-    return Service(engine, analyzer, event_job, store, Jobs(store, layout))
+    webhooks = WebhookDispatcher(outbox, WebhookSender(settings.webhooks)) if settings.webhooks.secret else None
+    return Service(engine, analyzer, event_job, store, Jobs(store, layout), webhooks)
 
 
 def load_model(engine: Engine) -> bool:

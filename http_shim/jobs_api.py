@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from consumer.errors import InvalidRequestError, JobNotCompletedError, JobNotFoundError
 from consumer.jobs import Jobs, JobStatus
 from consumer.options import OPTION_NAMES, parse_options
+from consumer.webhooks import check_url
 from http_shim import api, outputs
 from http_shim.auth import require_api_key
 from http_shim.state import state
@@ -58,6 +59,10 @@ def submit() -> tuple[Response, int]:
         "filename": (upload.filename or "audio")[:255],
         "options": options.to_dict(),
     }
+    webhook_url = request.form.get("webhook_url", "")
+    if webhook_url:  # the consumer POSTs the outcome there, signed (consumer.webhooks)
+        check_url(webhook_url, state().settings.webhooks)
+        record["webhook_url"] = webhook_url
     job = _jobs().submit(upload.stream, metadata, record)
     body = {**job, "status": "queued", "links": _links(job["id"])}
     response = jsonify(body)

@@ -509,6 +509,13 @@ def _job_operations(api_security: dict[str, Any], auth_errors: tuple[Any, ...], 
         "description": "`diarization,vad` (the default) or `vad`.",
         "pattern": "^\\s*(diarization|vad)\\s*(,\\s*(diarization|vad)\\s*)?$",
     }
+    fields["webhook_url"] = {
+        "type": "string",
+        "maxLength": 2048,
+        "description": "Where the finished job (completed or failed) is POSTed, signed as Standard Webhooks "
+        "say; retried for about a day. `https` to a public address, unless `WEBHOOK_ALLOWED_HOSTS` or "
+        "`WEBHOOK_ALLOW_HTTP` open more.",
+    }
     common = (*auth_errors, *_UNEXPECTED, *_JOB_STORE)
     return {
         "/v1/jobs": {
@@ -533,6 +540,7 @@ def _job_operations(api_security: dict[str, Any], auth_errors: tuple[Any, ...], 
                         e.UnsupportedMediaTypeError,
                         e.PayloadTooLargeError,
                         e.InvalidSpeakerOptionsError,
+                        e.WebhookUrlRefusedError,
                         _INCOMPLETE_BODY,
                         _SLOW_BODY,
                     ),
@@ -826,6 +834,7 @@ def _schemas() -> dict[str, Any]:
                 "created_at": {"type": "string", "format": "date-time"},
                 "filename": {"type": "string"},
                 "options": {"type": "object"},
+                "webhook_url": {"type": "string"},
                 "progress": {
                     "type": "object",
                     "properties": {

@@ -108,6 +108,8 @@ class ShimServer(BaseApplication):
 
         service = build_service(self.settings, max_pending=self.settings.http.max_queued_jobs)
         load_in_background(service.engine)
+        if self.settings.receiver.enabled and service.webhooks is not None:  # an event door sends them
+            service.webhooks.start()
         return create_app(service.analyzer, self.settings, service.event_job, service.jobs)
 
 

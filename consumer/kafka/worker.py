@@ -600,6 +600,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     finally:
         stop_beating.set()
+    if service.webhooks is not None:  # /v1/jobs' webhooks: sent by every consumer (consumer.webhooks)
+        service.webhooks.start()
     try:
         worker.run()
     except KafkaClientFailedError as exc:

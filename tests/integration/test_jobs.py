@@ -4,9 +4,16 @@ the shim that took it."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -16,6 +23,7 @@ from minio.error import S3Error
 
 from tests.support.conversation import conversation
 from tests.support.credentials import API_AUTH
+from tests.support.processes import free_port, stop
 
 pytestmark = pytest.mark.integration
 
@@ -140,6 +148,15 @@ def test_a_job_that_fails_shows_the_error_and_bad_requests_store_nothing(stack, 
         ({"num_speakers": "0"}, "invalid_speaker_options"),
         ({"voiceprints": "{}"}, "invalid_request"),
         ({"tasks": "transcribe"}, "invalid_request"),
+        # at the defaults a webhook may call public https addresses only
+        ({"webhook_url": "https://127.0.0.1:8443/hook"}, "webhook_url_refused"),
+        ({"webhook_url": "https://[::1]/hook"}, "webhook_url_refused"),
+        ({"webhook_url": "https://10.0.0.12/hook"}, "webhook_url_refused"),
+        ({"webhook_url": "https://192.168.1.20/hook"}, "webhook_url_refused"),
+        ({"webhook_url": "https://169.254.169.254/latest/meta-data/"}, "webhook_url_refused"),
+        ({"webhook_url": "https://localhost/hook"}, "webhook_url_refused"),
+        ({"webhook_url": "https://kubernetes.default.svc/api"}, "webhook_url_refused"),
+        ({"webhook_url": "http://93.184.215.14/hook"}, "webhook_url_refused"),
     ):
         answer = requests.post(
             f"{base}/v1/jobs", files={"file": ("a.wav", audio)}, data=fields, headers=API_AUTH, timeout=60
@@ -154,7 +171,7 @@ def test_a_job_that_fails_shows_the_error_and_bad_requests_store_nothing(stack, 
 
 
 def test_a_long_job_shows_rising_progress_and_outlives_the_shim_that_took_it(stack, start_shim, jobs_user, job_door):
-    audio = conversation(num_speakers=3, duration=300, seed=812).wav.read_bytes()
+    audio = conversation(num_speakers=3, duration=900, seed=812).wav.read_bytes()  # minutes of progress
     job = _submit(job_door, audio)
     fractions: list[float] = []
     deadline = time.monotonic() + JOB_SECONDS
@@ -170,3 +187,103 @@ def test_a_long_job_shows_rising_progress_and_outlives_the_shim_that_took_it(sta
     other = start_shim(JOBS_ENABLED="true", **jobs_user)
     done, _ = _until_done(other, job["id"])
     assert done["status"] == "completed" and done["result"]["num_speakers"] == 3, done
+
+
+class Receiver:
+    """A webhook receiver on loopback: verifies each delivery as the Standard Webhooks
+    specification says, and keeps what it got (a receiver that is "down" is not started yet)."""
+
+    def __init__(self, secret: str) -> None:
+        self.key = base64.b64decode(secret.removeprefix("whsec_"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hooks/diarization"
+        self.got: list[tuple[str, dict[str, Any]]] = []  # (webhook-id, body) of each verified delivery
+        self.refused: list[str] = []
+        self.server: ThreadingHTTPServer | None = None
+
+    def verify(self, headers: dict[str, str], body: bytes) -> str:
+        """The specification's check: the timestamp within five minutes, and one ``v1`` signature
+        equal to base64(HMAC-SHA256(key, "<id>.<timestamp>.<body>")). Returns the webhook id."""
+        webhook_id, timestamp = headers["webhook-id"], headers["webhook-timestamp"]
+        assert abs(time.time() - int(timestamp)) <= 300, timestamp
+        signed = f"{webhook_id}.{timestamp}.".encode() + body
+        expected = base64.b64encode(hmac.new(self.key, signed, hashlib.sha256).digest()).decode()
+        given = [part.split(",", 1) for part in headers["webhook-signature"].split(" ")]
+        assert any(v == "v1" and hmac.compare_digest(sig, expected) for v, sig in given), headers
+        return webhook_id
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                try:
+                    webhook_id = receiver.verify({k.lower(): v for k, v in self.headers.items()}, body)
+                except (AssertionError, KeyError, ValueError) as exc:
+                    receiver.refused.append(repr(exc))
+                    self.send_response(401)
+                else:
+                    receiver.got.append((webhook_id, json.loads(body)))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def test_webhooks_reach_a_receiver_that_was_down_for_a_minute_once_each_through_a_consumer_restart(
+    stack, start_consumer, start_shim, jobs_user
+):
+    secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+    receiver = Receiver(secret)
+    loopback = {"WEBHOOK_ALLOWED_HOSTS": "127.0.0.1", "WEBHOOK_ALLOW_HTTP": "true"}  # opened for this test only
+    group = f"it-hooks-{uuid.uuid4().hex[:6]}"
+    stack.move_group_to_end(group, stack.env["KAFKA_INPUT_TOPIC"])
+    consumer = start_consumer({"WEBHOOK_SECRET": secret, **loopback}, group, name="hooks")
+    base = start_shim(JOBS_ENABLED="true", **jobs_user, **loopback)
+    inputs = [
+        ("one.wav", conversation(num_speakers=2, duration=8, seed=821).wav.read_bytes()),
+        ("two.wav", conversation(num_speakers=2, duration=8, seed=822).wav.read_bytes()),
+        ("notes.txt", b"this is a text file, not audio " * 100),
+    ]
+    jobs = [_submit(base, audio, name=name, webhook_url=receiver.url) for name, audio in inputs]
+    finished = {job["id"]: _until_done(base, job["id"])[0] for job in jobs}
+    down_since = time.monotonic()  # the first job's first attempt is about now; nothing listens
+    assert [job["status"] for job in finished.values()] == ["completed", "completed", "failed"]
+
+    deadline = time.monotonic() + 60
+    while consumer.metric('diarization_webhook_attempts_total{outcome="retried"}') < len(jobs):
+        assert time.monotonic() < deadline, consumer.log_tail()
+        time.sleep(1)
+    stop(consumer.process)  # the deliveries wait in the store, not in the consumer
+    start_consumer({"WEBHOOK_SECRET": secret, **loopback}, group, name="hooks-again")
+    time.sleep(max(0.0, 60 - (time.monotonic() - down_since)))
+    receiver.start()
+    try:
+        deadline = time.monotonic() + 300
+        while len({webhook_id for webhook_id, _ in receiver.got}) < len(jobs):
+            assert time.monotonic() < deadline, (receiver.got, receiver.refused)
+            time.sleep(1)
+        time.sleep(5)  # a second delivery of the same id would come now
+    finally:
+        receiver.close()
+    assert receiver.refused == []
+    ids = [webhook_id for webhook_id, _ in receiver.got]
+    assert sorted(ids) == sorted(f"msg_{job_id}" for job_id in finished)  # exactly once per webhook-id
+    for webhook_id, body in receiver.got:
+        job = finished[webhook_id.removeprefix("msg_")]
+        assert body["type"] == f"job.{job['status']}"
+        assert body["data"]["status"] == job["status"] and body["data"]["webhook_url"] == receiver.url
+        assert body["data"].get("result", {}).get("segments") == job.get("result", {}).get("segments")
+        assert body["data"].get("error") == job.get("error")
+    outbox = stack.minio().list_objects("diarization-results", prefix="results/.webhooks/", recursive=True)
+    assert not list(outbox)
