@@ -26,7 +26,6 @@ blueprint = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 JOB_OPTIONS = tuple(name for name in OPTION_NAMES if name != "voiceprints")
 NOT_FOR_JOBS = ("voiceprints", "transcript")
 MAX_PAGE = 100
-JOB_FORMATS = ("json", "rttm")
 
 
 def _jobs() -> Jobs:
@@ -84,18 +83,21 @@ def recent() -> Response:
 def status(job_id: str) -> Response:
     """The job: ``queued``, ``running`` (progress), ``completed`` (the result) or ``failed`` (the error).
 
-    ``format=rttm`` (or ``Accept: text/rttm``) gives a completed job's RTTM.
+    ``format`` (or ``Accept``) ``rttm``, ``srt``, ``vtt`` or ``diarized_json`` gives a completed
+    job's result in that format, as ``/v1/diarize`` gives it (409 ``job_not_completed`` before).
     """
     fmt = outputs.requested_format()
-    if fmt not in JOB_FORMATS:
-        raise InvalidRequestError(f"a job's result comes as {' or '.join(JOB_FORMATS)}, not {fmt}")
     found = _jobs().status(job_id)
+    if fmt == "json":
+        return jsonify({**found.to_dict(), "links": _links(job_id)})
+    if found.status != "completed" or found.result is None:
+        raise JobNotCompletedError(f"job {job_id!r} has no {fmt} result: it is {found.status}")
     if fmt == "rttm":
-        rttm = _jobs().rttm(job_id) if found.status == "completed" else None
-        if rttm is None:
-            raise JobNotCompletedError(f"job {job_id!r} has no RTTM: it is {found.status}")
+        rttm = _jobs().rttm(job_id)
+        if rttm is None:  # deleted between the two reads
+            raise JobNotFoundError(f"there is no job {job_id!r}")
         return Response(rttm, mimetype=outputs.RTTM_MIMETYPE)
-    return jsonify({**found.to_dict(), "links": _links(job_id)})
+    return outputs.render_stored(fmt, found.result)
 
 
 @blueprint.delete("/<job_id>")

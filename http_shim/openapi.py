@@ -567,17 +567,12 @@ def _job_operations(api_security: dict[str, Any], auth_errors: tuple[Any, ...], 
                 "operationId": "getJob",
                 "summary": "A job's status, and its result once completed",
                 "description": "`queued`, `running` (with `progress`), `completed` (with `result`, the stored result "
-                "document) or `failed` (with `error`). `format=rttm` or `Accept: text/rttm`: a completed job's RTTM.",
+                "document) or `failed` (with `error`). `format` `rttm`, `srt`, `vtt` or `diarized_json` (or the "
+                "`Accept` header): a completed job's result in that format, as `/v1/diarize` gives it.",
                 **api_security,
                 "parameters": [_JOB_ID, *_format_parameters()],
                 "responses": {
-                    "200": {
-                        "description": "The job, or its RTTM",
-                        "content": {
-                            "application/json": {"schema": _ref("Job")},
-                            outputs.RTTM_MIMETYPE: {"schema": {"type": "string"}},
-                        },
-                    },
+                    "200": _formatted_result(_ref("Job")),
                     **_error_responses(*common, e.InvalidRequestError, e.JobNotFoundError, e.JobNotCompletedError),
                 },
             },

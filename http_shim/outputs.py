@@ -9,11 +9,12 @@ transcript those three carry the speaker turns themselves, with empty text.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from flask import Response, jsonify, request
 
 from consumer import transcript as transcripts
-from consumer.engine import EngineResult
+from consumer.engine import EngineResult, SpeakerTurn
 from consumer.errors import InvalidRequestError
 from consumer.formats import to_rttm
 from consumer.options import JobOptions
@@ -69,9 +70,19 @@ def render(fmt: str, result: EngineResult, transcript: transcripts.Transcript | 
     """The answer in one of the shared formats other than each door's own ``json``."""
     if fmt == "rttm":
         return Response(to_rttm(result, uri), mimetype=RTTM_MIMETYPE)
-    words = attributed(result, transcript)
+    return _render_words(fmt, attributed(result, transcript), result.duration)
+
+
+def render_stored(fmt: str, document: dict[str, Any]) -> Response:
+    """A stored result document (a completed job's) as ``diarized_json``, ``srt`` or ``vtt``:
+    its speaker turns (``segments``), as ``render`` gives them without a transcript."""
+    turns = [SpeakerTurn(float(s["start"]), float(s["end"]), str(s["speaker"])) for s in document.get("segments", [])]
+    return _render_words(fmt, transcripts.from_turns(turns), float(document.get("duration", 0.0)))
+
+
+def _render_words(fmt: str, words: transcripts.Transcript, duration: float) -> Response:
     if fmt == "diarized_json":
-        return jsonify(transcripts.to_diarized_json(words, result.duration))
+        return jsonify(transcripts.to_diarized_json(words, duration))
     if fmt == "srt":
         return Response(transcripts.to_srt(words), mimetype=TEXT_FORMATS["srt"])
     if fmt == "vtt":

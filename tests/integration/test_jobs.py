@@ -112,6 +112,18 @@ def test_a_job_gives_the_turns_the_sync_door_gives_and_lists_and_deletes(stack, 
     rttm = requests.get(f"{base}/v1/jobs/{job['id']}?format=rttm", headers=API_AUTH, timeout=30)
     assert rttm.status_code == 200 and rttm.headers["Content-Type"].startswith("text/rttm")
     assert len(rttm.text.splitlines()) == len(done["result"]["segments"])
+    for fmt in ("srt", "vtt", "diarized_json"):  # as the sync door gives them, for the same file
+        from_job = requests.get(f"{base}/v1/jobs/{job['id']}?format={fmt}", headers=API_AUTH, timeout=30)
+        from_sync = requests.post(
+            f"{base}/v1/diarize",
+            files={"file": ("talk.wav", audio)},
+            data={"num_speakers": "2", "response_format": fmt},
+            headers=API_AUTH,
+            timeout=300,
+        )
+        assert from_job.status_code == from_sync.status_code == 200, (fmt, from_job.text, from_sync.text)
+        assert from_job.headers["Content-Type"] == from_sync.headers["Content-Type"], fmt
+        assert from_job.text == from_sync.text, fmt
 
     short = conversation(num_speakers=2, duration=8, seed=813).wav.read_bytes()
     later = _submit(base, short, name="later.wav", tasks="vad")
@@ -139,8 +151,9 @@ def test_a_job_that_fails_shows_the_error_and_bad_requests_store_nothing(stack, 
     job = _submit(base, b"this is a text file, not audio " * 100, name="notes.txt")
     done, _ = _until_done(base, job["id"])
     assert done["status"] == "failed" and done["error"]["code"] == "not_audio", done
-    not_yet = requests.get(f"{base}/v1/jobs/{job['id']}?format=rttm", headers=API_AUTH, timeout=30)
-    assert not_yet.status_code == 409 and not_yet.json()["error"]["code"] == "job_not_completed"
+    for fmt in ("rttm", "srt", "vtt", "diarized_json"):
+        not_yet = requests.get(f"{base}/v1/jobs/{job['id']}?format={fmt}", headers=API_AUTH, timeout=30)
+        assert not_yet.status_code == 409 and not_yet.json()["error"]["code"] == "job_not_completed", fmt
 
     before = len(list(stack.minio().list_objects("audio", prefix="jobs/", recursive=True)))
     audio = conversation(num_speakers=2, duration=20, seed=811).wav.read_bytes()
