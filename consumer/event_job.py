@@ -189,7 +189,17 @@ class EventJob:
             fingerprint = self.model_fingerprint()
         except ServiceError as exc:  # the model's files went away under a loaded model
             raise EngineBrokenError(f"the model's content cannot be fingerprinted: {exc.message}") from exc
-        options, transcript, named = self._read_named_objects(request.options)
+        options, trusted = request.options, frozenset[StoredObject]()
+        own = self.job_states.parts(request) if self.job_states is not None else {}
+        if own:  # a /v1/jobs job's voiceprints and transcript, stored beside its results
+            options = dataclasses.replace(
+                options,
+                exclusive=options.exclusive or "transcript_object" in own,
+                voiceprints_object=own.get("voiceprints_object", options.voiceprints_object),
+                transcript_object=own.get("transcript_object", options.transcript_object),
+            )
+            trusted = frozenset(own.values())
+        options, transcript, named = self._read_named_objects(options, trusted)
         request = dataclasses.replace(request, options=options)
         digest = result_digest(obj, options, self.model_name, fingerprint, named)
         location = self.store.locate(obj, digest)
@@ -245,26 +255,27 @@ class EventJob:
         return both
 
     def _read_named_objects(
-        self, options: JobOptions
+        self, options: JobOptions, trusted: frozenset[StoredObject]
     ) -> tuple[JobOptions, transcripts.Transcript | None, dict[str, str]]:
         """The options with the voiceprints of ``voiceprints_object`` read in, the transcript of
         ``transcript_object``, and the sha256 of each object's bytes (the result depends on them).
 
-        A named object missing, unreadable or malformed fails the job like its audio would.
+        A named object missing, unreadable or malformed fails the job like its audio would. Only
+        objects in ``allowed_buckets`` are read, and the ``trusted`` ones (a job's own parts).
         """
         transcript, named = None, {}
         if options.voiceprints_object is not None:
-            data = self._read_named(options.voiceprints_object, MAX_DOCUMENT_BYTES)
+            data = self._read_named(options.voiceprints_object, MAX_DOCUMENT_BYTES, trusted)
             named["voiceprints_object"] = hashlib.sha256(data).hexdigest()
             options = dataclasses.replace(options, voiceprints=parse_known_speakers(data))
         if options.transcript_object is not None:
-            data = self._read_named(options.transcript_object, transcripts.MAX_TRANSCRIPT_BYTES)
+            data = self._read_named(options.transcript_object, transcripts.MAX_TRANSCRIPT_BYTES, trusted)
             named["transcript_object"] = hashlib.sha256(data).hexdigest()
             transcript = transcripts.parse(data)
         return options, transcript, named
 
-    def _read_named(self, named: StoredObject, max_bytes: int) -> bytes:
-        if named.bucket not in self.allowed_buckets:
+    def _read_named(self, named: StoredObject, max_bytes: int, trusted: frozenset[StoredObject]) -> bytes:
+        if named.bucket not in self.allowed_buckets and named not in trusted:
             raise AccessDeniedError(f"bucket {named.bucket!r} is not one this service reads")
         ref = self.store.stat(ObjectRef(named.bucket, named.key))
         if ref.size is not None and ref.size > max_bytes:

@@ -11,6 +11,7 @@ result-layout rules as every input. There is no database: the state is in the st
 ``<results bucket>/<results prefix><upload bucket>/<jobs prefix><id>/audio/``
     ``<digest>.json``, ``<digest>.<run>.rttm``                   the result objects (``consumer.storage``)
     ``state.json``                                                ``running`` with progress, or ``failed``
+    ``voiceprints.json``, ``transcript``                          the job's parts, when it has them
 
 Job ids sort newest first (a reversed millisecond clock, then random digits), so listing the
 records in key order lists the newest jobs first.
@@ -18,17 +19,19 @@ records in key order lists the newest jobs first.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 from consumer.config import StorageSettings
 from consumer.errors import JobNotFoundError, ServiceError
 from consumer.events import AudioJobRequested, DiarizationCompleted, JobFailed, ObjectRef
+from consumer.options import StoredObject
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,9 @@ _ID = re.compile(r"^[0-9]{13}[0-9a-f]{10}$")
 _RESULT_JSON = re.compile(r"^[0-9a-f]{32}\.json$")
 AUDIO_NAME = "audio"
 STATE_NAME = "state.json"
+# what a job takes besides its audio, stored beside its results (too large for metadata):
+# the option each fills in, and the object's name
+PART_NAMES = {"voiceprints_object": "voiceprints.json", "transcript_object": "transcript"}
 
 
 def new_job_id(now: float | None = None) -> str:
@@ -81,6 +87,10 @@ class JobLayout:
 
     def state_key(self, job_id: str) -> str:
         return f"{self.results_prefix_of(job_id)}{STATE_NAME}"
+
+    def part(self, job_id: str, option: str) -> ObjectRef:
+        """Where the job keeps the part that fills ``option`` (``PART_NAMES``), in the results bucket."""
+        return ObjectRef(self.results_bucket, f"{self.results_prefix_of(job_id)}{PART_NAMES[option]}")
 
     def job_of(self, ref: ObjectRef) -> str | None:
         """The id of the job whose audio ``ref`` is, or None for any other object."""
@@ -146,19 +156,28 @@ class Jobs:
         self.store = store
         self.layout = layout
 
-    def submit(self, audio: IO[bytes], metadata: dict[str, str], record: dict[str, Any]) -> dict[str, Any]:
-        """Store a new job: its record (``queued``), then its audio, whose notification starts it.
+    def submit(
+        self, audio: IO[bytes], metadata: dict[str, str], record: dict[str, Any], parts: dict[str, bytes] | None = None
+    ) -> dict[str, Any]:
+        """Store a new job: its record (``queued``), its parts, then its audio, whose notification starts it.
 
-        ``metadata`` carries the options as the bucket notification reads them. Returns the
-        record. A store failure after the record leaves no audio and removes the record.
+        ``metadata`` carries the options as the bucket notification reads them; ``parts`` the
+        bytes of the objects that fill ``PART_NAMES``' options (voiceprints, a transcript),
+        which the record names under ``inputs``. Returns the record. A store failure before the
+        audio is stored removes the record and the parts.
         """
         job_id = new_job_id()
+        refs = {option: self.layout.part(job_id, option) for option in parts or {}}
         record = {"id": job_id, **record}
+        if refs:
+            record["inputs"] = {option: {"bucket": ref.bucket, "key": ref.key} for option, ref in refs.items()}
         self.store.put_json(self.layout.results_bucket, self.layout.record_key(job_id), record)
         try:
+            for option, ref in refs.items():
+                self.store.put_stream(ref, io.BytesIO((parts or {})[option]), "application/octet-stream", {})
             stored = self.store.put_stream(self.layout.audio(job_id), audio, "application/octet-stream", metadata)
         except ServiceError:
-            self._forget(job_id)
+            self._forget(job_id, refs.values())
             raise
         log.info("job submitted", extra={"job_id": job_id, "object": stored.partition_key, "etag": stored.etag})
         return record
@@ -228,8 +247,10 @@ class Jobs:
     def _result_keys(self, job_id: str) -> Iterator[str]:
         yield from self.store.list_keys(self.layout.results_bucket, self.layout.results_prefix_of(job_id))
 
-    def _forget(self, job_id: str) -> None:
+    def _forget(self, job_id: str, parts: Iterable[ObjectRef]) -> None:
         try:
+            for part in parts:
+                self.store.remove(part.bucket, part.key)
             self.store.remove(self.layout.results_bucket, self.layout.record_key(job_id))
         except ServiceError as exc:
             log.warning("a failed job's record could not be removed", extra={"job_id": job_id, "error": exc.message})
@@ -276,6 +297,23 @@ class JobStates:
         error = {"code": outcome.code, "message": outcome.message}
         record = self._write(job_id, {"status": "failed", "error": error})
         self._notify(record, JobStatus(record or {}, "failed", error=error))
+
+    def parts(self, request: AudioJobRequested) -> dict[str, StoredObject]:
+        """The parts a ``/v1/jobs`` job's record names (``PART_NAMES``' options -> their objects),
+        only where the job's own layout puts them; empty for any other input. Blocks; raises
+        ``StorageUnavailableError`` (retryable) when the store fails."""
+        job_id = self.layout.job_of(request.object)
+        if job_id is None:
+            return {}
+        record = self.store.get_json(self.layout.results_bucket, self.layout.record_key(job_id)) or {}
+        inputs = record.get("inputs")
+        if not isinstance(inputs, dict):
+            return {}
+        return {
+            option: StoredObject(self.layout.part(job_id, option).bucket, self.layout.part(job_id, option).key)
+            for option in inputs
+            if option in PART_NAMES
+        }
 
     def completed(self, outcome: DiarizationCompleted) -> None:
         job_id = self.layout.job_of(outcome.request.object)

@@ -344,6 +344,17 @@ def to_json(transcript: Transcript) -> dict[str, Any]:
     }
 
 
+def from_stored(document: dict[str, Any]) -> Transcript:
+    """The attributed transcript back from ``to_json``'s document (a stored result's ``transcript``):
+    its segments with speakers and text, as ``to_srt``, ``to_vtt`` and ``to_diarized_json`` read them."""
+    return Transcript(
+        tuple(
+            Segment(float(s["start"]), float(s["end"]), str(s.get("text", "")), (), str(s.get("speaker", "")))
+            for s in document.get("segments", [])
+        )
+    )
+
+
 def to_diarized_json(transcript: Transcript, duration: float) -> dict[str, Any]:
     """OpenAI's ``diarized_json`` shape: ``task``, ``duration``, ``text``, ``segments`` with speakers."""
     return {

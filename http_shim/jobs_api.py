@@ -7,13 +7,16 @@ the store. So a job outlives the shim that took it and is not bound by the HTTP 
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from consumer.errors import InvalidRequestError, JobNotCompletedError, JobNotFoundError
+from consumer import transcript as transcripts
+from consumer.errors import InvalidRequestError, InvalidVoiceprintError, JobNotCompletedError, JobNotFoundError
 from consumer.jobs import Jobs, JobStatus
 from consumer.options import OPTION_NAMES, parse_options
+from consumer.voiceprints import MAX_DOCUMENT_BYTES, parse_known_speakers
 from consumer.webhooks import check_url
 from http_shim import api, outputs
 from http_shim.auth import require_api_key
@@ -21,10 +24,9 @@ from http_shim.state import state
 
 blueprint = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
-# Options a job carries as object metadata (which S3 caps at 2 KiB): voiceprints and
-# transcripts are larger, and are taken by the sync door and events (``*_object``) for now.
+# Options a job carries as object metadata (which S3 caps at 2 KiB); voiceprints and a
+# transcript are larger: they are stored as the job's parts (``consumer.jobs.PART_NAMES``).
 JOB_OPTIONS = tuple(name for name in OPTION_NAMES if name != "voiceprints")
-NOT_FOR_JOBS = ("voiceprints", "transcript")
 MAX_PAGE = 100
 
 
@@ -45,13 +47,11 @@ def authenticate() -> None:
 def submit() -> tuple[Response, int]:
     """A new job for the uploaded ``file`` and its options; 202 with the job (``Location``: its URL)."""
     upload = api.single_file()
-    for name in NOT_FOR_JOBS:
-        if name in request.form or name in request.files:
-            raise InvalidRequestError(
-                f"{name!r} is not taken by /v1/jobs yet: use /v1/diarize, or an event with {name}_object"
-            )
     fields = {name: request.form[name] for name in JOB_OPTIONS if request.form.get(name, "") != ""}
     options = parse_options(fields)  # 400 before anything is stored
+    parts = _parts()
+    if "transcript_object" in parts:  # words are attributed against exclusive turns
+        options = dataclasses.replace(options, exclusive=True)
     metadata = {name.replace("_", "-"): value for name, value in fields.items()}
     record = {
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -62,11 +62,36 @@ def submit() -> tuple[Response, int]:
     if webhook_url:  # the consumer POSTs the outcome there, signed (consumer.webhooks)
         check_url(webhook_url, state().settings.webhooks)
         record["webhook_url"] = webhook_url
-    job = _jobs().submit(upload.stream, metadata, record)
+    job = _jobs().submit(upload.stream, metadata, record, parts)
     body = {**job, "status": "queued", "links": _links(job["id"])}
     response = jsonify(body)
     response.headers["Location"] = body["links"]["self"]
     return response, 202
+
+
+def _parts() -> dict[str, bytes]:
+    """``voiceprints`` and ``transcript`` (a file part or a form field), checked as ``/v1/diarize``
+    checks them (400 before anything is stored): the bytes of the job's parts, by the option they fill."""
+    parts = {}
+    voiceprints = _part("voiceprints", MAX_DOCUMENT_BYTES + 1)
+    if voiceprints is not None:
+        if len(voiceprints) > MAX_DOCUMENT_BYTES:
+            raise InvalidVoiceprintError(f"voiceprints are larger than {MAX_DOCUMENT_BYTES} bytes")
+        parse_known_speakers(voiceprints)
+        parts["voiceprints_object"] = voiceprints
+    transcript = _part("transcript", transcripts.MAX_TRANSCRIPT_BYTES + 1)
+    if transcript is not None:
+        transcripts.parse(transcript)
+        parts["transcript_object"] = transcript
+    return parts
+
+
+def _part(name: str, max_bytes: int) -> bytes | None:
+    upload = request.files.get(name)
+    if upload is not None:
+        return upload.stream.read(max_bytes)
+    text = request.form.get(name, "")
+    return text.encode() if text else None
 
 
 @blueprint.get("")

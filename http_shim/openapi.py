@@ -503,7 +503,8 @@ _JOB_ID = {
 
 def _job_operations(api_security: dict[str, Any], auth_errors: tuple[Any, ...], max_mib: float) -> dict[str, Any]:
     """``/v1/jobs``: submit (202), list, status (JSON or RTTM), delete."""
-    fields = {name: value for name, value in _common_fields().items() if name not in ("transcript", "response_format")}
+    fields = {name: value for name, value in _common_fields().items() if name != "response_format"}
+    fields["voiceprints"] = _diarize_fields()["voiceprints"]
     fields["tasks"] = {
         "type": "string",
         "description": "`diarization,vad` (the default) or `vad`.",
@@ -525,7 +526,7 @@ def _job_operations(api_security: dict[str, Any], auth_errors: tuple[Any, ...], 
                 "summary": "Start an asynchronous job",
                 "description": "Stores the audio and answers at once with the job (`Location`: its URL). The job "
                 "runs on the event pipeline's consumers, outlives this shim, and is limited by `MAX_AUDIO_SECONDS`, "
-                "not by the HTTP timeout. `voiceprints` and `transcript` are not taken here yet.",
+                "not by the HTTP timeout. `voiceprints` and `transcript` are stored beside the job's results.",
                 **api_security,
                 "requestBody": _multipart(fields, max_mib),
                 "responses": {
@@ -540,6 +541,9 @@ def _job_operations(api_security: dict[str, Any], auth_errors: tuple[Any, ...], 
                         e.UnsupportedMediaTypeError,
                         e.PayloadTooLargeError,
                         e.InvalidSpeakerOptionsError,
+                        e.InvalidVoiceprintError,
+                        e.TooManyVoiceprintsError,
+                        e.InvalidTranscriptError,
                         e.WebhookUrlRefusedError,
                         _INCOMPLETE_BODY,
                         _SLOW_BODY,

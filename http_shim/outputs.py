@@ -74,10 +74,17 @@ def render(fmt: str, result: EngineResult, transcript: transcripts.Transcript | 
 
 
 def render_stored(fmt: str, document: dict[str, Any]) -> Response:
-    """A stored result document (a completed job's) as ``diarized_json``, ``srt`` or ``vtt``:
-    its speaker turns (``segments``), as ``render`` gives them without a transcript."""
-    turns = [SpeakerTurn(float(s["start"]), float(s["end"]), str(s["speaker"])) for s in document.get("segments", [])]
-    return _render_words(fmt, transcripts.from_turns(turns), float(document.get("duration", 0.0)))
+    """A stored result document (a completed job's) as ``diarized_json``, ``srt`` or ``vtt``, as
+    ``render`` gives them: its attributed ``transcript`` when it has one, else its speaker turns."""
+    stored = document.get("transcript")
+    if isinstance(stored, dict):
+        words = transcripts.from_stored(stored)
+    else:
+        segments = document.get("segments", [])
+        words = transcripts.from_turns(
+            SpeakerTurn(float(s["start"]), float(s["end"]), str(s["speaker"])) for s in segments
+        )
+    return _render_words(fmt, words, float(document.get("duration", 0.0)))
 
 
 def _render_words(fmt: str, words: transcripts.Transcript, duration: float) -> Response:

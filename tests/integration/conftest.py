@@ -9,9 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from consumer.engine.identity import make_voiceprint
+from consumer.options import JobOptions
+from tests.support.conversation import ENROLMENT_TEXT, VOICES, speak
 from tests.support.credentials import RECEIVER_TOKEN
 from tests.support.faults import Inputs, Scenario
 from tests.support.processes import ConsumerProcess, free_port, shim_env, start_module, stop, wait_http
+from tests.support.spoken_words import SpokenSentence, spoken_conversation
 from tests.support.stack import Stack, TopicReader
 
 
@@ -109,3 +113,20 @@ def start_shim(stack: Stack, settings, tmp_path: Path) -> Iterator[Shims]:
     yield shims
     for process in shims.processes.values():
         stop(process)
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory) -> tuple[Path, tuple[SpokenSentence, ...]]:
+    """A generated meeting whose every word is known: its WAV and its sentences."""
+    wav = tmp_path_factory.mktemp("spoken") / "meeting.wav"
+    return wav, spoken_conversation(wav)
+
+
+@pytest.fixture(scope="module")
+def voiceprints(engine) -> dict[str, dict]:
+    """Voices 0 and 1 enrolled (voice 2 of the conversation never is), made with the engine itself."""
+    prints = {}
+    for name, voice in (("ada", VOICES[0]), ("grace", VOICES[1])):
+        result = engine.run(speak(voice, ENROLMENT_TEXT), 16_000, JobOptions())
+        prints[name] = make_voiceprint(result, engine.embedding_model).to_dict()
+    return prints

@@ -24,9 +24,21 @@ from minio.error import S3Error
 from tests.support.conversation import conversation
 from tests.support.credentials import API_AUTH
 from tests.support.processes import free_port, stop
+from tests.support.spoken_words import verbose_json
 
 pytestmark = pytest.mark.integration
 
+# at the defaults a webhook may call public https addresses only
+REFUSED_AT_THE_DEFAULTS = (
+    "https://127.0.0.1:8443/hook",
+    "https://[::1]/hook",
+    "https://10.0.0.12/hook",
+    "https://192.168.1.20/hook",
+    "https://169.254.169.254/latest/meta-data/",
+    "https://localhost/hook",
+    "https://kubernetes.default.svc/api",
+    "http://93.184.215.14/hook",
+)
 JOB_SECONDS = 600  # a job's whole wait, on a test machine under the suite's load
 
 
@@ -91,6 +103,28 @@ def _until_done(base: str, job_id: str) -> tuple[dict[str, Any], list[dict[str, 
     raise AssertionError(f"job {job_id} not done in {JOB_SECONDS} s: {seen[-1]}")
 
 
+def _as_the_sync_door(base: str, job: dict[str, Any], name: str, audio: bytes, fields: dict[str, str]) -> None:
+    """A completed job answers as ``POST /v1/diarize`` does for the same file and fields: the same
+    turns, speakers, transcript and names in JSON, and byte for byte in SRT, WebVTT and diarized_json."""
+    for fmt in ("json", "srt", "vtt", "diarized_json"):
+        from_job = requests.get(f"{base}/v1/jobs/{job['id']}?format={fmt}", headers=API_AUTH, timeout=30)
+        from_sync = requests.post(
+            f"{base}/v1/diarize",
+            files={"file": (name, audio)},
+            data={**fields, "response_format": fmt},
+            headers=API_AUTH,
+            timeout=300,
+        )
+        assert from_job.status_code == from_sync.status_code == 200, (fmt, from_job.text, from_sync.text)
+        assert from_job.headers["Content-Type"] == from_sync.headers["Content-Type"], fmt
+        if fmt == "json":
+            result, sync = from_job.json()["result"], from_sync.json()
+            for key in ("segments", "num_speakers", "transcript", "identified"):
+                assert result.get(key) == sync.get(key), key
+        else:
+            assert from_job.text == from_sync.text, fmt
+
+
 def test_a_job_gives_the_turns_the_sync_door_gives_and_lists_and_deletes(stack, job_door):
     base = job_door
     audio = conversation(num_speakers=2, duration=20, seed=811).wav.read_bytes()
@@ -98,32 +132,12 @@ def test_a_job_gives_the_turns_the_sync_door_gives_and_lists_and_deletes(stack, 
     done, seen = _until_done(base, job["id"])
     assert done["status"] == "completed", done
     assert {s["status"] for s in seen} <= {"queued", "running", "completed"}
-    sync = requests.post(
-        f"{base}/v1/diarize",
-        files={"file": ("talk.wav", audio)},
-        data={"num_speakers": "2"},
-        headers=API_AUTH,
-        timeout=300,
-    )
-    assert sync.status_code == 200, sync.text
-    assert done["result"]["segments"] == sync.json()["segments"]
-    assert done["result"]["num_speakers"] == sync.json()["num_speakers"] == 2
+    _as_the_sync_door(base, job, "talk.wav", audio, {"num_speakers": "2"})
+    assert done["result"]["num_speakers"] == 2
 
     rttm = requests.get(f"{base}/v1/jobs/{job['id']}?format=rttm", headers=API_AUTH, timeout=30)
     assert rttm.status_code == 200 and rttm.headers["Content-Type"].startswith("text/rttm")
     assert len(rttm.text.splitlines()) == len(done["result"]["segments"])
-    for fmt in ("srt", "vtt", "diarized_json"):  # as the sync door gives them, for the same file
-        from_job = requests.get(f"{base}/v1/jobs/{job['id']}?format={fmt}", headers=API_AUTH, timeout=30)
-        from_sync = requests.post(
-            f"{base}/v1/diarize",
-            files={"file": ("talk.wav", audio)},
-            data={"num_speakers": "2", "response_format": fmt},
-            headers=API_AUTH,
-            timeout=300,
-        )
-        assert from_job.status_code == from_sync.status_code == 200, (fmt, from_job.text, from_sync.text)
-        assert from_job.headers["Content-Type"] == from_sync.headers["Content-Type"], fmt
-        assert from_job.text == from_sync.text, fmt
 
     short = conversation(num_speakers=2, duration=8, seed=813).wav.read_bytes()
     later = _submit(base, short, name="later.wav", tasks="vad")
@@ -159,17 +173,10 @@ def test_a_job_that_fails_shows_the_error_and_bad_requests_store_nothing(stack, 
     audio = conversation(num_speakers=2, duration=20, seed=811).wav.read_bytes()
     for fields, code in (
         ({"num_speakers": "0"}, "invalid_speaker_options"),
-        ({"voiceprints": "{}"}, "invalid_request"),
+        ({"voiceprints": "not json"}, "invalid_voiceprint"),
+        ({"transcript": "not a transcript"}, "invalid_transcript"),
         ({"tasks": "transcribe"}, "invalid_request"),
-        # at the defaults a webhook may call public https addresses only
-        ({"webhook_url": "https://127.0.0.1:8443/hook"}, "webhook_url_refused"),
-        ({"webhook_url": "https://[::1]/hook"}, "webhook_url_refused"),
-        ({"webhook_url": "https://10.0.0.12/hook"}, "webhook_url_refused"),
-        ({"webhook_url": "https://192.168.1.20/hook"}, "webhook_url_refused"),
-        ({"webhook_url": "https://169.254.169.254/latest/meta-data/"}, "webhook_url_refused"),
-        ({"webhook_url": "https://localhost/hook"}, "webhook_url_refused"),
-        ({"webhook_url": "https://kubernetes.default.svc/api"}, "webhook_url_refused"),
-        ({"webhook_url": "http://93.184.215.14/hook"}, "webhook_url_refused"),
+        *(({"webhook_url": url}, "webhook_url_refused") for url in REFUSED_AT_THE_DEFAULTS),
     ):
         answer = requests.post(
             f"{base}/v1/jobs", files={"file": ("a.wav", audio)}, data=fields, headers=API_AUTH, timeout=60
@@ -181,6 +188,23 @@ def test_a_job_that_fails_shows_the_error_and_bad_requests_store_nothing(stack, 
     for job_id in ("../../etc", "0" * 23, "nope"):
         missing = requests.get(f"{base}/v1/jobs/{job_id}", headers=API_AUTH, timeout=30)
         assert missing.status_code == 404, (job_id, missing.text)
+
+
+def test_a_job_with_voiceprints_and_a_transcript_answers_as_the_sync_door_does(stack, job_door, spoken, voiceprints):
+    wav, sentences = spoken
+    audio, transcript = wav.read_bytes(), json.dumps(verbose_json(sentences))
+    parts = {"voiceprints": json.dumps(voiceprints), "transcript": transcript}
+    job = _submit(job_door, audio, name="meeting.wav", **parts)
+    assert job["options"]["exclusive"] is True  # a transcript asks for exclusive turns, as in /v1/diarize
+    done, _ = _until_done(job_door, job["id"])
+    assert done["status"] == "completed", done
+    assert set(done["result"]["identified"]) == {"ada", "grace"}
+    assert [w["word"] for w in done["result"]["transcript"]["words"]] == [w.text for s in sentences for w in s.words]
+    _as_the_sync_door(job_door, job, "meeting.wav", audio, parts)
+    deleted = requests.delete(f"{job_door}/v1/jobs/{job['id']}", headers=API_AUTH, timeout=30)
+    assert deleted.status_code == 200  # the parts go with the job
+    left = stack.minio().list_objects("diarization-results", prefix=f"results/audio/jobs/{job['id']}/", recursive=True)
+    assert not list(left)
 
 
 def test_a_long_job_shows_rising_progress_and_outlives_the_shim_that_took_it(stack, start_shim, jobs_user, job_door):

@@ -2,7 +2,8 @@
 
 A real consumer on the real broker and MinIO: the event names the audio, a transcript
 object and a voiceprints object; the completed event and the stored result carry the
-transcript with a speaker on every word and the enrolled voices by name.
+transcript with a speaker on every word and the enrolled voices by name (the ``spoken`` and
+``voiceprints`` fixtures: tests/integration/conftest.py).
 """
 
 from __future__ import annotations
@@ -13,29 +14,11 @@ import uuid
 import pytest
 
 import schemas
-from consumer.engine.identity import make_voiceprint
-from consumer.options import JobOptions
-from tests.support.conversation import ENROLMENT_TEXT, VOICES, speak
-from tests.support.spoken_words import spoken_conversation, verbose_json
+from tests.support.conversation import VOICES
+from tests.support.spoken_words import verbose_json
 from tests.support.stack import cloudevent_headers, results_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def spoken(tmp_path_factory):
-    wav = tmp_path_factory.mktemp("spoken") / "meeting.wav"
-    return wav, spoken_conversation(wav)
-
-
-@pytest.fixture(scope="module")
-def voiceprints(engine) -> dict[str, dict]:
-    """Voices 0 and 1 enrolled (voice 2 of the conversation never is), made with the engine itself."""
-    prints = {}
-    for name, voice in (("ada", VOICES[0]), ("grace", VOICES[1])):
-        result = engine.run(speak(voice, ENROLMENT_TEXT), 16_000, JobOptions())
-        prints[name] = make_voiceprint(result, engine.embedding_model).to_dict()
-    return prints
 
 
 def send(stack, topic: str, event_id: str, data: dict) -> None:
