@@ -42,7 +42,7 @@ from consumer.events import (
     ResultLocation,
 )
 from consumer.formats import result_document, rttm_uri, to_rttm
-from consumer.jobs import JobStates
+from consumer.jobs import JobInputs, JobStates
 from consumer.options import JobOptions, StoredObject
 from consumer.voiceprints import MAX_DOCUMENT_BYTES, parse_known_speakers
 
@@ -182,7 +182,9 @@ class EventJob:
             raise broken if isinstance(broken, EngineBrokenError) else ModelNotReadyError("the model is still loading")
         limits = self.analyzer.limits
         obj = self.store.stat(request.object)
-        if obj.size is not None and obj.size > limits.max_bytes:
+        inputs = self.job_states.inputs(request) if self.job_states is not None else JobInputs()
+        audio = obj if inputs.source is None else self._stat_source(inputs.source)
+        if audio.size is not None and audio.size > limits.max_bytes:
             raise PayloadTooLargeError(f"the object is larger than {limits.max_bytes} bytes")
         request = dataclasses.replace(request, object=obj)
         try:
@@ -190,7 +192,7 @@ class EventJob:
         except ServiceError as exc:  # the model's files went away under a loaded model
             raise EngineBrokenError(f"the model's content cannot be fingerprinted: {exc.message}") from exc
         options, trusted = request.options, frozenset[StoredObject]()
-        own = self.job_states.parts(request) if self.job_states is not None else {}
+        own = inputs.parts
         if own:  # a /v1/jobs job's voiceprints and transcript, stored beside its results
             options = dataclasses.replace(
                 options,
@@ -200,6 +202,8 @@ class EventJob:
             )
             trusted = frozenset(own.values())
         options, transcript, named = self._read_named_objects(options, trusted)
+        if audio is not obj:  # a job's result depends on the version of the object it refers to
+            named["source"] = json.dumps([audio.bucket, audio.key, audio.version_id, audio.etag])
         request = dataclasses.replace(request, options=options)
         digest = result_digest(obj, options, self.model_name, fingerprint, named)
         location = self.store.locate(obj, digest)
@@ -215,9 +219,9 @@ class EventJob:
             if self.job_states is not None:
                 self.job_states.running(request, 0.0, "download")
             throttle = _Throttle(self.events, request, progress)
-            with self.store.open(obj, limits.max_bytes, beat=watch.beat) as audio:
+            with self.store.open(audio, limits.max_bytes, beat=watch.beat) as stream:
                 result = self.analyzer.analyze(
-                    audio,
+                    stream,
                     request.options,
                     job_id=request.input.id,
                     progress=throttle,
@@ -273,6 +277,12 @@ class EventJob:
             named["transcript_object"] = hashlib.sha256(data).hexdigest()
             transcript = transcripts.parse(data)
         return options, transcript, named
+
+    def _stat_source(self, source: StoredObject) -> ObjectRef:
+        """The object a ``/v1/jobs`` job refers to, with its version: read like any input's audio."""
+        if source.bucket not in self.allowed_buckets:
+            raise AccessDeniedError(f"bucket {source.bucket!r} is not one this service reads")
+        return self.store.stat(ObjectRef(source.bucket, source.key))
 
     def _read_named(self, named: StoredObject, max_bytes: int, trusted: frozenset[StoredObject]) -> bytes:
         if named.bucket not in self.allowed_buckets and named not in trusted:

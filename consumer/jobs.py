@@ -25,7 +25,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from consumer.config import StorageSettings
@@ -157,13 +157,20 @@ class Jobs:
         self.layout = layout
 
     def submit(
-        self, audio: IO[bytes], metadata: dict[str, str], record: dict[str, Any], parts: dict[str, bytes] | None = None
+        self,
+        audio: IO[bytes],
+        metadata: dict[str, str],
+        record: dict[str, Any],
+        parts: dict[str, bytes] | None = None,
+        source: StoredObject | None = None,
     ) -> dict[str, Any]:
         """Store a new job: its record (``queued``), its parts, then its audio, whose notification starts it.
 
         ``metadata`` carries the options as the bucket notification reads them; ``parts`` the
         bytes of the objects that fill ``PART_NAMES``' options (voiceprints, a transcript),
-        which the record names under ``inputs``. Returns the record. A store failure before the
+        which the record names under ``inputs``. With ``source`` (an object already in a bucket
+        the service reads), ``audio`` is empty: the record names the source under ``source``
+        and the consumer reads that instead. Returns the record. A store failure before the
         audio is stored removes the record and the parts.
         """
         job_id = new_job_id()
@@ -171,6 +178,8 @@ class Jobs:
         record = {"id": job_id, **record}
         if refs:
             record["inputs"] = {option: {"bucket": ref.bucket, "key": ref.key} for option, ref in refs.items()}
+        if source is not None:
+            record["source"] = {"bucket": source.bucket, "key": source.key}
         self.store.put_json(self.layout.results_bucket, self.layout.record_key(job_id), record)
         try:
             for option, ref in refs.items():
@@ -256,6 +265,14 @@ class Jobs:
             log.warning("a failed job's record could not be removed", extra={"job_id": job_id, "error": exc.message})
 
 
+@dataclass(frozen=True, slots=True)
+class JobInputs:
+    """A job's parts (options -> the objects that fill them) and the object it refers to, if any."""
+
+    parts: dict[str, StoredObject] = field(default_factory=dict)
+    source: StoredObject | None = None
+
+
 class Notifier(Protocol):
     """Told when a job with a ``webhook_url`` finishes (``consumer.webhooks.Outbox``)."""
 
@@ -298,22 +315,23 @@ class JobStates:
         record = self._write(job_id, {"status": "failed", "error": error})
         self._notify(record, JobStatus(record or {}, "failed", error=error))
 
-    def parts(self, request: AudioJobRequested) -> dict[str, StoredObject]:
-        """The parts a ``/v1/jobs`` job's record names (``PART_NAMES``' options -> their objects),
-        only where the job's own layout puts them; empty for any other input. Blocks; raises
-        ``StorageUnavailableError`` (retryable) when the store fails."""
+    def inputs(self, request: AudioJobRequested) -> JobInputs:
+        """What a ``/v1/jobs`` job's record says it reads besides its audio object: its parts
+        (only where the job's own layout puts them) and the object it refers to; nothing for
+        any other input. Blocks; raises ``StorageUnavailableError`` (retryable) when the store fails."""
         job_id = self.layout.job_of(request.object)
         if job_id is None:
-            return {}
+            return JobInputs()
         record = self.store.get_json(self.layout.results_bucket, self.layout.record_key(job_id)) or {}
-        inputs = record.get("inputs")
-        if not isinstance(inputs, dict):
-            return {}
-        return {
+        named, source = record.get("inputs"), record.get("source")
+        parts = {
             option: StoredObject(self.layout.part(job_id, option).bucket, self.layout.part(job_id, option).key)
-            for option in inputs
+            for option in (named if isinstance(named, dict) else {})
             if option in PART_NAMES
         }
+        if isinstance(source, dict) and isinstance(source.get("bucket"), str) and isinstance(source.get("key"), str):
+            return JobInputs(parts, StoredObject(source["bucket"], source["key"]))
+        return JobInputs(parts)
 
     def completed(self, outcome: DiarizationCompleted) -> None:
         job_id = self.layout.job_of(outcome.request.object)

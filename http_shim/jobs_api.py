@@ -8,14 +8,22 @@ the store. So a job outlives the shim that took it and is not bound by the HTTP 
 from __future__ import annotations
 
 import dataclasses
+import io
 from datetime import UTC, datetime
+from typing import IO
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from consumer import transcript as transcripts
-from consumer.errors import InvalidRequestError, InvalidVoiceprintError, JobNotCompletedError, JobNotFoundError
+from consumer.errors import (
+    AccessDeniedError,
+    InvalidRequestError,
+    InvalidVoiceprintError,
+    JobNotCompletedError,
+    JobNotFoundError,
+)
 from consumer.jobs import Jobs, JobStatus
-from consumer.options import OPTION_NAMES, parse_options
+from consumer.options import OPTION_NAMES, StoredObject, parse_options
 from consumer.voiceprints import MAX_DOCUMENT_BYTES, parse_known_speakers
 from consumer.webhooks import check_url
 from http_shim import api, outputs
@@ -45,8 +53,9 @@ def authenticate() -> None:
 
 @blueprint.post("")
 def submit() -> tuple[Response, int]:
-    """A new job for the uploaded ``file`` and its options; 202 with the job (``Location``: its URL)."""
-    upload = api.single_file()
+    """A new job for the uploaded ``file`` (or the ``object`` it names) and its options; 202 with
+    the job (``Location``: its URL)."""
+    audio, filename, source = _audio()
     fields = {name: request.form[name] for name in JOB_OPTIONS if request.form.get(name, "") != ""}
     options = parse_options(fields)  # 400 before anything is stored
     parts = _parts()
@@ -55,18 +64,36 @@ def submit() -> tuple[Response, int]:
     metadata = {name.replace("_", "-"): value for name, value in fields.items()}
     record = {
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "filename": (upload.filename or "audio")[:255],
+        "filename": filename[:255],
         "options": options.to_dict(),
     }
     webhook_url = request.form.get("webhook_url", "")
     if webhook_url:  # the consumer POSTs the outcome there, signed (consumer.webhooks)
         check_url(webhook_url, state().settings.webhooks)
         record["webhook_url"] = webhook_url
-    job = _jobs().submit(upload.stream, metadata, record, parts)
+    job = _jobs().submit(audio, metadata, record, parts, source)
     body = {**job, "status": "queued", "links": _links(job["id"])}
     response = jsonify(body)
     response.headers["Location"] = body["links"]["self"]
     return response, 202
+
+
+def _audio() -> tuple[IO[bytes], str, StoredObject | None]:
+    """The job's audio: the one ``file`` part, or ``object`` (``<bucket>/<key>``, an object already
+    in a bucket of ``S3_ALLOWED_BUCKETS``, which the consumer reads; the shim cannot and does not),
+    with an empty stream. Its file name, and the source object when it is one."""
+    reference = request.form.get("object", "")
+    if not reference:
+        upload = api.single_file()
+        return upload.stream, upload.filename or "audio", None
+    if request.files.getlist("file"):
+        raise InvalidRequestError("give a 'file' or an 'object', not both")
+    bucket, _, key = reference.partition("/")
+    if not bucket or not key:
+        raise InvalidRequestError("object must be <bucket>/<key>")
+    if bucket not in state().settings.storage.allowed_buckets:
+        raise AccessDeniedError(f"bucket {bucket!r} is not one this service reads (S3_ALLOWED_BUCKETS)")
+    return io.BytesIO(b""), key.rsplit("/", 1)[-1] or "audio", StoredObject(bucket, key)
 
 
 def _parts() -> dict[str, bytes]:

@@ -426,16 +426,19 @@ def _openai_fields() -> dict[str, Any]:
     }
 
 
-def _multipart(fields: dict[str, Any], max_mib: float) -> dict[str, Any]:
+def _multipart(fields: dict[str, Any], max_mib: float, required: tuple[str, ...] = ("file",)) -> dict[str, Any]:
+    """A multipart body of ``fields`` that has one of ``required`` (exactly one ``file`` where it is one)."""
+    schema: dict[str, Any] = {"type": "object", "properties": fields}
+    if len(required) == 1:
+        schema["required"] = list(required)
+    else:
+        schema["oneOf"] = [{"required": [name]} for name in required]
     return {
         "required": True,
-        "description": f"multipart/form-data with exactly one `file`; the whole body at most {max_mib:g} MiB "
-        "(`MAX_AUDIO_BYTES`).",
+        "description": f"multipart/form-data with exactly one `{'` or `'.join(required)}`; the whole body at most "
+        f"{max_mib:g} MiB (`MAX_AUDIO_BYTES`).",
         "content": {
-            "multipart/form-data": {
-                "schema": {"type": "object", "required": ["file"], "properties": fields},
-                "encoding": {"file": {"contentType": _FILE_CONTENT_TYPES}},
-            }
+            "multipart/form-data": {"schema": schema, "encoding": {"file": {"contentType": _FILE_CONTENT_TYPES}}}
         },
     }
 
@@ -510,6 +513,12 @@ def _job_operations(api_security: dict[str, Any], auth_errors: tuple[Any, ...], 
         "description": "`diarization,vad` (the default) or `vad`.",
         "pattern": "^\\s*(diarization|vad)\\s*(,\\s*(diarization|vad)\\s*)?$",
     }
+    fields["object"] = {
+        "type": "string",
+        "maxLength": 1088,
+        "description": "Instead of `file`: `<bucket>/<key>` of an object already in a bucket the service "
+        "reads (`S3_ALLOWED_BUCKETS`); the consumer reads it, the shim does not.",
+    }
     fields["webhook_url"] = {
         "type": "string",
         "maxLength": 2048,
@@ -528,7 +537,7 @@ def _job_operations(api_security: dict[str, Any], auth_errors: tuple[Any, ...], 
                 "runs on the event pipeline's consumers, outlives this shim, and is limited by `MAX_AUDIO_SECONDS`, "
                 "not by the HTTP timeout. `voiceprints` and `transcript` are stored beside the job's results.",
                 **api_security,
-                "requestBody": _multipart(fields, max_mib),
+                "requestBody": _multipart(fields, max_mib, required=("file", "object")),
                 "responses": {
                     "202": {
                         **_json_response("The job, queued", _ref("Job")),
@@ -545,6 +554,7 @@ def _job_operations(api_security: dict[str, Any], auth_errors: tuple[Any, ...], 
                         e.TooManyVoiceprintsError,
                         e.InvalidTranscriptError,
                         e.WebhookUrlRefusedError,
+                        e.AccessDeniedError,
                         _INCOMPLETE_BODY,
                         _SLOW_BODY,
                     ),

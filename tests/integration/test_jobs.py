@@ -73,10 +73,10 @@ def test_the_jobs_policy_lets_the_shim_read_no_other_object(stack, jobs_user):
     assert refused.value.code == "AccessDenied"
 
 
-def _submit(base: str, audio: bytes, name: str = "talk.wav", **fields: str) -> dict[str, Any]:
-    response = requests.post(
-        f"{base}/v1/jobs", files={"file": (name, audio)}, data=fields, headers=API_AUTH, timeout=60
-    )
+def _submit(base: str, audio: bytes | None, name: str = "talk.wav", **fields: str) -> dict[str, Any]:
+    """Submit a job: ``audio`` as the ``file`` part, or (None) the ``object`` that ``fields`` names."""
+    files = {"file": (name, audio)} if audio is not None else None
+    response = requests.post(f"{base}/v1/jobs", files=files, data=fields, headers=API_AUTH, timeout=60)
     assert response.status_code == 202, response.text
     job = response.json()
     assert response.headers["Location"] == job["links"]["self"] == f"/v1/jobs/{job['id']}"
@@ -205,6 +205,30 @@ def test_a_job_with_voiceprints_and_a_transcript_answers_as_the_sync_door_does(s
     assert deleted.status_code == 200  # the parts go with the job
     left = stack.minio().list_objects("diarization-results", prefix=f"results/audio/jobs/{job['id']}/", recursive=True)
     assert not list(left)
+
+
+def test_a_job_for_an_object_already_in_the_bucket_reads_it_there(stack, job_door):
+    """The shim's store user cannot read the object; the consumer reads it, as any upload."""
+    audio = conversation(num_speakers=2, duration=20, seed=811).wav.read_bytes()
+    key = f"meetings/{uuid.uuid4().hex[:8]}/board.wav"
+    stack.upload(key, audio)
+    job = _submit(job_door, None, name="board.wav", object=f"audio/{key}", num_speakers="2")
+    assert job["source"] == {"bucket": "audio", "key": key}
+    done, _ = _until_done(job_door, job["id"])
+    assert done["status"] == "completed", done
+    _as_the_sync_door(job_door, job, "board.wav", audio, {"num_speakers": "2"})
+    stored = stack.minio().stat_object("audio", f"jobs/{job['id']}/audio")
+    assert stored.size == 0  # the job's audio object only starts it
+
+    missing = _submit(job_door, None, name="none.wav", object="audio/meetings/none.wav")
+    failed, _ = _until_done(job_door, missing["id"])
+    assert failed["status"] == "failed" and failed["error"]["code"] == "object_not_found", failed
+    for reference, status, code in (
+        ("diarization-results/results/audio/x.json", 422, "access_denied"),  # not a bucket the service reads
+        ("audio", 400, "invalid_request"),
+    ):
+        answer = requests.post(f"{job_door}/v1/jobs", data={"object": reference}, headers=API_AUTH, timeout=60)
+        assert answer.status_code == status and answer.json()["error"]["code"] == code, answer.text
 
 
 def test_a_long_job_shows_rising_progress_and_outlives_the_shim_that_took_it(stack, start_shim, jobs_user, job_door):
