@@ -277,10 +277,10 @@ class WebhookSender:
 class WebhookDispatcher:
     """Sends the outbox's due deliveries, one at a time, in a daemon thread of each consumer."""
 
-    def __init__(self, outbox: Outbox, sender: WebhookSender, claim_seconds: float | None = None) -> None:
+    def __init__(self, outbox: Outbox, sender: WebhookSender) -> None:
         self.outbox = outbox
         self.sender = sender
-        self.claim_seconds = claim_seconds or sender.settings.timeout_seconds + 30.0
+        self.claim_seconds = sender.settings.timeout_seconds + 30.0  # an attempt ends well within it
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -291,6 +291,7 @@ class WebhookDispatcher:
             self._thread.start()
 
     def stop(self) -> None:
+        """Send nothing more (a delivery already being sent finishes or is claimed again later)."""
         self._stop.set()
 
     def _run(self) -> None:

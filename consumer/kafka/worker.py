@@ -611,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
         log.critical("exiting: a job outran its deadline; its input is left uncommitted", extra={"error": str(exc)})
         return EXIT_JOB_OVERDUE
     finally:
+        if service.webhooks is not None:
+            service.webhooks.stop()
         probes.close()
     return worker.exit_code
 
