@@ -2,13 +2,14 @@
 """Peak memory and real-time factor of the engine against the audio's duration, speech and silence.
 
 For each duration (hours) and kind, a 16 kHz WAV is generated (``speech``: a 4-voice
-espeak-ng conversation from ``tests.support.conversation``; ``silence``: digital silence
-under faint noise) and one engine job (diarization + speech regions, default options) runs
-on it in a fresh process (``engine_rtf.py --one engine``): its peak RSS includes the model,
-the decoded samples the service holds for a job (64 KB per second of audio), and the
-engine's own working memory.
+espeak-ng conversation, written a turn at a time by
+``tests.support.conversation.conversation_with_guest``; ``silence``: digital silence under
+faint noise) and one engine job (diarization + speech regions, default options) runs on it
+in a fresh process, through the consumer's code path (``engine_rtf.py --one engine``: the
+file decoded to a ``SampleFile`` on disk, the engine reading it a window at a time): its
+peak RSS is the model plus the engine's working memory.
 
-    python bench/engine_memory.py [--hours 1 2 4] [--kinds speech silence]
+    python bench/engine_memory.py [--hours 1 4 8 24] [--kinds speech silence]
 """
 
 from __future__ import annotations
@@ -40,14 +41,14 @@ def silence(path: Path, hours: float) -> Path:
 
 
 def speech(hours: float) -> Path:
-    from tests.support.conversation import conversation
+    from tests.support.conversation import conversation_with_guest
 
-    return conversation(num_speakers=4, duration=hours * 3600, seed=7).wav
+    return conversation_with_guest(hours * 3600, guest_seconds=0.0, appearances=1, seed=7).wav
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hours", nargs="+", type=float, default=[1.0, 2.0, 4.0])
+    parser.add_argument("--hours", nargs="+", type=float, default=[1.0, 4.0, 8.0, 24.0])
     parser.add_argument("--kinds", nargs="+", choices=["speech", "silence"], default=["speech", "silence"])
     args = parser.parse_args()
     print(f"{'kind':8s} {'hours':>5s} {'peak RSS MiB':>12s} {'RTF':>7s} {'speakers':>8s}", flush=True)

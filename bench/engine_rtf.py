@@ -60,10 +60,11 @@ def _measure(config: str, wav: Path, repeat: int) -> dict:
     from consumer.options import JobOptions
 
     settings = Settings.from_env(os.environ)
-    samples, rate = sf.read(str(wav), dtype="float32")
-    duration = len(samples) / rate
+    info = sf.info(str(wav))
+    rate, duration = info.samplerate, info.frames / info.samplerate
     started = time.perf_counter()
     if config == "engine":
+        from consumer.audio import decode
         from consumer.engine.pyannote_engine import PyannoteEngine
         from consumer.memory import release_free_memory, tune_allocator
 
@@ -71,13 +72,18 @@ def _measure(config: str, wav: Path, repeat: int) -> dict:
         engine = PyannoteEngine(settings.engine)
         engine.load()
 
-        def job(audio=samples) -> int:
+        def job(audio=None) -> int:
+            """The consumer's path: the file decoded to a SampleFile, the engine reading it (or ``audio``)."""
             try:
-                return engine.run(audio, rate, JobOptions()).num_speakers
+                if audio is not None:
+                    return engine.run(audio, rate, JobOptions()).num_speakers
+                with open(wav, "rb") as stream, decode(stream, settings.audio).samples as decoded:
+                    return engine.run(decoded, rate, JobOptions()).num_speakers
             finally:
                 release_free_memory()  # as the service's Analyzer does after each job
 
     else:
+        samples, _ = sf.read(str(wav), dtype="float32")
         from pyannote.audio.pipelines import SpeakerDiarization, VoiceActivityDetection
 
         from consumer.engine.pipeline import _UnusedPLDA
@@ -98,7 +104,7 @@ def _measure(config: str, wav: Path, repeat: int) -> dict:
             vad = VoiceActivityDetection(segmentation=str(bundle / "segmentation" / "pytorch_model.bin")).to(device)
             vad.instantiate({"min_duration_on": 0.0, "min_duration_off": 0.0})
 
-        def job(audio=samples) -> int:
+        def job(audio=samples) -> int:  # stock pyannote, as its users run it: the samples in memory
             file = {"waveform": torch.from_numpy(audio)[None], "sample_rate": rate, "uri": wav.stem}
             speakers = len(stock(file).speaker_diarization.labels())
             if vad is not None:
@@ -107,7 +113,7 @@ def _measure(config: str, wav: Path, repeat: int) -> dict:
 
     load_seconds = time.perf_counter() - started
     cold_started = time.perf_counter()
-    job(samples[: 10 * rate])
+    job(sf.read(str(wav), dtype="float32", frames=10 * rate)[0])
     cold = time.perf_counter() - cold_started
     warm = []
     for _ in range(repeat if duration < 120 else 1):

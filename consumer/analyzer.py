@@ -138,20 +138,21 @@ class Analyzer:
         started = time.perf_counter()
         check_model(options.voiceprints, self.engine.embedding_model)
         audio = decode(source, limits, options.audio_stream, beat=watch.beat)
-        watch.set_duration(audio.duration)
-        decoded = time.perf_counter()
+        with audio.samples:  # the decoded audio's file is deleted once the engine is done with it
+            watch.set_duration(audio.duration)
+            decoded = time.perf_counter()
 
-        def on_fraction(fraction: float) -> None:
-            watch.beat()
-            if progress is not None:
-                progress(fraction, audio.duration)
+            def on_fraction(fraction: float) -> None:
+                watch.beat()
+                if progress is not None:
+                    progress(fraction, audio.duration)
 
-        with watch.waiting():  # another job may hold the engine: its watch counts, not this one's
-            self._engine_turn.acquire()
-        try:
-            ran = self.engine.run(audio.samples, audio.sample_rate, options, on_fraction)
-        finally:
-            self._engine_turn.release()
+            with watch.waiting():  # another job may hold the engine: its watch counts, not this one's
+                self._engine_turn.acquire()
+            try:
+                ran = self.engine.run(audio.samples, audio.sample_rate, options, on_fraction)
+            finally:
+                self._engine_turn.release()
         result = identify(ran, options.voiceprints)
         return replace(result, stages=replace(result.stages, decode=decoded - started))
 

@@ -164,7 +164,7 @@ class EngineSettings:
     max_consecutive_failures: int = env("ENGINE_MAX_CONSECUTIVE_FAILURES", 3, minimum=1)
     # torch's compile cache (TorchInductor, Triton), given to torch before it is imported: its
     # own default is named after the user, which fails for a UID without a passwd entry
-    # (pyannote_engine.use_torch_cache_dir). Empty only in settings built by hand: torch's default.
+    # (consumer.engine.torch_cache). Empty only in settings built by hand: torch's default.
     torch_cache_dir: str = env("TORCHINDUCTOR_CACHE_DIR", "", default_from=default_torch_cache_dir)
 
 
@@ -173,7 +173,7 @@ class AudioLimits:
     """What input the service accepts."""
 
     max_bytes: int = env("MAX_AUDIO_BYTES", 512 * 1024 * 1024, minimum=1)
-    max_seconds: float = env("MAX_AUDIO_SECONDS", 4 * 3600.0, minimum=1.0)
+    max_seconds: float = env("MAX_AUDIO_SECONDS", 24 * 3600.0, minimum=1.0)
     min_seconds: float = 0.5  # not configurable: no variable
 
 

@@ -3,8 +3,8 @@
 Decoding streams: a ``BlockSource`` yields the decoded samples a bounded block at a time
 (about ``BLOCK_BYTES`` of float32 whatever the channel count), and each block is
 downmixed, checked and resampled (``StreamResampler``) as it comes, so that only the
-16 kHz mono result grows. Peak memory is that result plus a constant, whatever the
-source's rate, channel count or compression, and the duration limit is enforced while
+16 kHz mono result grows, and it grows on disk (``SampleFile``). Peak memory is a constant,
+whatever the source's length, rate, channel count or compression, and the duration limit is enforced while
 decoding, not only from what the header claims. The block source is chosen by the file's
 first bytes, never its name: soundfile (libsndfile, exact and fast) for WAV, RF64, W64 and
 FLAC; FFmpeg through PyAV (``av_source``) for MP3, AAC/M4A/MP4/MOV, Ogg (Opus, Vorbis),
@@ -24,6 +24,7 @@ import soundfile as sf
 
 from consumer.audio import av_source, wav_headers
 from consumer.audio.resampler import StreamResampler
+from consumer.audio.samples import SampleFile
 from consumer.config import AudioLimits
 from consumer.errors import (
     AudioTooLongError,
@@ -51,9 +52,10 @@ _UNKNOWN_FRAMES = 2**63 - 1
 
 @dataclass(frozen=True, slots=True)
 class DecodedAudio:
-    """Mono float32 samples at ``sample_rate`` plus what the original file was."""
+    """Mono float32 samples at ``sample_rate`` (on disk: ``SampleFile``) plus what the original
+    file was. Whoever decoded it closes ``samples`` when done with them."""
 
-    samples: np.ndarray
+    samples: SampleFile
     sample_rate: int
     original_sample_rate: int
     original_channels: int
@@ -136,24 +138,32 @@ def decode_blocks(source: BlockSource, limits: AudioLimits, beat: Callable[[], N
     if declared is not None:  # a file claiming hours of audio is refused without reading it
         _check_not_too_long(declared, rate, limits, decoding=False)
     resampler = StreamResampler(rate, TARGET_SAMPLE_RATE)
-    output = _Output(resampler.output_length(declared) if declared is not None else 0)
-    frames = 0
-    for block in source.blocks(max(1, BLOCK_BYTES // (4 * channels))):
-        mono = block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0]
-        if not np.isfinite(mono).all():
-            raise NonFiniteAudioError("the audio contains NaN or infinite samples")
-        frames += len(mono)
-        _check_not_too_long(frames, rate, limits, decoding=True)
-        output.extend(resampler.feed(mono))
-        if beat is not None:
-            beat()
-    if declared is not None and frames < declared:
-        raise CorruptAudioError(f"the audio is truncated: the header declares {declared} frames, {frames} were read")
-    if frames / rate < limits.min_seconds:
-        raise AudioTooShortError(f"the audio lasts {frames / rate:.3f} s, less than the minimum {limits.min_seconds} s")
-    output.extend(resampler.finish())
+    output = SampleFile(TARGET_SAMPLE_RATE)
+    try:
+        frames = 0
+        for block in source.blocks(max(1, BLOCK_BYTES // (4 * channels))):
+            mono = block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0]
+            if not np.isfinite(mono).all():
+                raise NonFiniteAudioError("the audio contains NaN or infinite samples")
+            frames += len(mono)
+            _check_not_too_long(frames, rate, limits, decoding=True)
+            output.append(resampler.feed(mono))
+            if beat is not None:
+                beat()
+        if declared is not None and frames < declared:
+            raise CorruptAudioError(
+                f"the audio is truncated: the header declares {declared} frames, {frames} were read"
+            )
+        if frames / rate < limits.min_seconds:
+            raise AudioTooShortError(
+                f"the audio lasts {frames / rate:.3f} s, less than the minimum {limits.min_seconds} s"
+            )
+        output.append(resampler.finish())
+    except BaseException:
+        output.close()
+        raise
     return DecodedAudio(
-        samples=output.take(),
+        samples=output,
         sample_rate=TARGET_SAMPLE_RATE,
         original_sample_rate=rate,
         original_channels=channels,
@@ -216,28 +226,3 @@ class _SoundFileSource:
             if n <= 0:
                 return
             yield buffer[:n]
-
-
-class _Output:
-    """The 16 kHz result, written in place as blocks are resampled.
-
-    Sized from the declared length; when there is none (or it was short) it grows by an
-    eighth at a time with ``realloc``, which moves pages rather than copying them, so the
-    spare room stays within the memory budget and no second copy is ever held.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self._data = np.empty(capacity, np.float32)
-        self._size = 0
-
-    def extend(self, samples: np.ndarray) -> None:
-        end = self._size + len(samples)
-        if end > len(self._data):
-            self._data.resize(max(end, len(self._data) * 9 // 8 + BLOCK_BYTES // 4), refcheck=False)
-        self._data[self._size : end] = samples
-        self._size = end
-
-    def take(self) -> np.ndarray:
-        """The samples written, trimmed to their length; the buffer is not used again."""
-        self._data.resize(self._size, refcheck=False)
-        return self._data

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -16,6 +16,28 @@ from consumer.errors import ServiceError
 
 if TYPE_CHECKING:  # consumer.options reads voiceprints, which read engine results
     from consumer.options import JobOptions
+
+
+@runtime_checkable
+class Samples(Protocol):
+    """Mono float32 audio an engine reads a window at a time (``consumer.audio.SampleFile`` is one)."""
+
+    sample_rate: int
+
+    def __len__(self) -> int: ...
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        ...
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``start`` to ``stop``, clipped to the audio, as a new float32 array."""
+        ...
+
+    def padded(self, start: int, length: int) -> np.ndarray:
+        """``length`` samples from ``start``, zeros where they pass the end."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,12 +162,13 @@ class Engine(Protocol):
 
     def run(
         self,
-        samples: np.ndarray,
+        samples: np.ndarray | Samples,
         sample_rate: int,
         options: JobOptions,
         progress: ProgressCallback | None = None,
     ) -> EngineResult:
-        """Diarize (or, for a VAD-only job, only detect speech in) mono float32 ``samples``.
+        """Diarize (or, for a VAD-only job, only detect speech in) mono float32 ``samples``, in
+        memory or read a window at a time (``Samples``: the decoder's ``SampleFile``).
 
         Called from any thread once ``ready``; blocks for the whole job, queued behind the
         job in progress. ``progress`` is called from the inference thread (see

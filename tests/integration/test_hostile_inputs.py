@@ -182,7 +182,7 @@ CORPUS: list[Case] = [
          http=(422, "corrupt_audio"), kafka="corrupt_audio", knative=(200, "corrupt_audio")),
     Case("ogg-garbage", "OggS magic, then zeros", audio=lambda: b"OggS" + bytes(300), filename="audio.ogg",
          http=(422, "corrupt_audio"), kafka="corrupt_audio", knative=(200, "corrupt_audio")),
-    Case("flac-4h01", "4 h 01 min of silence as FLAC (~360 KB)", audio=lambda: long_silent_flac(4 * 3600 + 60),
+    Case("flac-24h01", "24 h 01 min of silence as FLAC (~2 MB)", audio=lambda: long_silent_flac(24 * 3600 + 60),
          filename="audio.flac", http=(422, "audio_too_long"), kafka="audio_too_long", knative=(200, "audio_too_long")),
     Case("channels-32", "3 s, 32 channels (valid)", audio=lambda: wav(channels=32),
          http=(200, COMPLETED), kafka=COMPLETED, knative=(200, COMPLETED)),

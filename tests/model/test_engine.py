@@ -130,24 +130,36 @@ def test_stage_timings_add_up_to_no_more_than_the_run(engine, sample):
     assert vad.stages.segmentation <= vad.inference_seconds
 
 
-@pytest.mark.parametrize("seconds", [3.0, 10.0, 29.5])
+def _scanned(pipeline, samples, rate):
+    """The block-by-block pass of consumer.engine.pipeline over ``samples``, without embeddings."""
+    import torch
+
+    from consumer.audio.samples import SampleFile
+
+    with torch.inference_mode(), SampleFile.from_array(samples, rate) as audio:
+        return pipeline._scan(audio, embed=False, hook=lambda *_, **__: None)
+
+
+@pytest.mark.parametrize("seconds", [3.0, 10.0, 29.5, 700.0])
 def test_segmentation_matches_pyannotes_sliding_inference(engine, sample, seconds):
-    """The preallocated segmentation (consumer.engine.pipeline) gives pyannote's own scores,
-    for one short padded chunk, exactly one chunk, and full batches plus a padded last chunk."""
+    """The block-by-block segmentation (consumer.engine.pipeline) keeps pyannote's own scores, for
+    one short padded chunk, exactly one chunk, full batches plus a padded last chunk, and more
+    than one block (the sample again and again)."""
     import numpy as np
     import torch
     from pyannote.audio.pipelines import SpeakerDiarization as Stock
 
     samples, rate = _sample_samples(sample)
-    file = {"waveform": torch.from_numpy(samples[: round(seconds * rate)])[None], "sample_rate": rate, "uri": "s"}
+    samples = np.tile(samples, int(np.ceil(seconds * rate / len(samples))))[: round(seconds * rate)]
+    file = {"waveform": torch.from_numpy(samples)[None], "sample_rate": rate, "uri": "s"}
     pipeline = engine._pipeline
+    scan = _scanned(pipeline, samples, rate)
     with torch.inference_mode():
-        ours = pipeline.get_segmentations(file)
         stock = Stock.get_segmentations(pipeline, file)
-    assert ours.data.shape == stock.data.shape
-    assert np.array_equal(ours.data, stock.data)
-    windows = ours.sliding_window, stock.sliding_window
-    assert [(w.start, w.duration, w.step) for w in windows] == [(0.0, 10.0, windows[1].step)] * 2
+    ours = scan.segmentation(0, scan.num_chunks)
+    assert ours.shape == stock.data.shape
+    assert np.array_equal(ours, stock.data)
+    assert (scan.chunks.start, scan.chunks.duration, scan.chunks.step) == (0.0, 10.0, stock.sliding_window.step)
 
 
 def test_digital_silence_is_scored_once_and_gives_pyannotes_own_scores(engine, sample, monkeypatch):
@@ -166,55 +178,48 @@ def test_digital_silence_is_scored_once_and_gives_pyannotes_own_scores(engine, s
     inferred: list[int] = []
     infer = pipeline._segmentation.infer
     monkeypatch.setattr(pipeline._segmentation, "infer", lambda chunks: inferred.append(len(chunks)) or infer(chunks))
+    scan = _scanned(pipeline, padded, rate)
+    ours_calls = list(inferred)
+    monkeypatch.undo()
     with torch.inference_mode():
-        ours = pipeline.get_segmentations(file)
-        ours_calls = list(inferred)
-        monkeypatch.undo()
         stock = Stock.get_segmentations(pipeline, file)
-    assert ours.data.shape == stock.data.shape
-    np.testing.assert_allclose(ours.data, stock.data, rtol=0, atol=1e-6)
+    assert np.array_equal(scan.segmentation(0, scan.num_chunks), stock.data)
     assert 1 in ours_calls, f"no silent chunk was scored on its own: {ours_calls}"
-    assert sum(ours_calls) < len(ours.data), f"every chunk went through the model: {ours_calls}"
+    assert sum(ours_calls) < scan.num_chunks, f"every chunk went through the model: {ours_calls}"
 
 
-def test_a_long_recordings_clustering_is_sampled_and_finds_the_same_speakers(engine):
-    """Over MAX_CLUSTERED_EMBEDDINGS (the default), the clustering sees an evenly spaced subset.
+def test_a_long_recordings_clustering_in_windows_finds_the_same_speakers(engine):
+    """Over MAX_CLUSTERED_EMBEDDINGS (the default), the clustering runs in windows (consumer.engine.clustering).
 
     Real embeddings of a 10-minute 4-voice conversation, as if the recording ran on for
-    several times as long (the same conversation again and again): the sampled clustering
+    several times as long (the same conversation again and again): the windowed clustering
     must find the same four speakers and give each chunk's speakers the same clusters as
-    the clustering of the conversation alone, which sees every embedding.
+    pyannote's clustering of the conversation alone.
     """
     import numpy as np
+    import soundfile as sf
     import torch
-    from pyannote.core import SlidingWindowFeature
 
+    from consumer.audio.samples import SampleFile
     from consumer.engine.pipeline import MAX_CLUSTERED_EMBEDDINGS
     from tests.support.conversation import conversation
 
     samples, rate = sf.read(str(conversation(num_speakers=4, duration=600, seed=7).wav), dtype="float32")
-    file = {"waveform": torch.from_numpy(samples)[None], "sample_rate": rate, "uri": "talk"}
     pipeline = engine._pipeline
-    clustering = pipeline.clustering
-    with torch.inference_mode():
-        segmentations = pipeline.get_segmentations(file)
-        embeddings = pipeline.get_embeddings(file, segmentations, exclude_overlap=pipeline.embedding_exclude_overlap)
-    # pyannote's own choice of embeddings to cluster, unbounded
-    clean = len(type(clustering).filter_embeddings(clustering, embeddings, segmentations=segmentations)[0])
-    assert 0 < clean <= MAX_CLUSTERED_EMBEDDINGS, "the conversation alone must be clustered whole"
-    copies = MAX_CLUSTERED_EMBEDDINGS * 3 // clean + 1  # the subset is then under a third of them
-    long_segmentations = SlidingWindowFeature(
-        np.concatenate([segmentations.data] * copies), segmentations.sliding_window
-    )
-    long_embeddings = np.concatenate([embeddings] * copies)
+    with torch.inference_mode(), SampleFile.from_array(samples, rate) as audio:
+        scan = pipeline._scan(audio, embed=True, hook=lambda *_, **__: None)
+    alone, _ = pipeline._cluster(scan, None, 1, np.inf)
+    usable = (scan.clean >= 0.2 * scan.frames_per_chunk) & ~np.isnan(scan.embeddings).any(axis=2)
+    assert 0 < usable.sum() <= MAX_CLUSTERED_EMBEDDINGS, "the conversation alone must be clustered whole"
+    copies = MAX_CLUSTERED_EMBEDDINGS * 3 // int(usable.sum()) + 1  # then at least three windows
+    for field in ("packed", "clean", "embeddings"):
+        setattr(scan, field, np.concatenate([getattr(scan, field)] * copies))
+    windowed, centroids = pipeline._cluster(scan, None, 1, np.inf)
 
-    alone, _, _ = clustering(embeddings=embeddings.copy(), segmentations=segmentations)
-    sampled, _, centroids = clustering(embeddings=long_embeddings, segmentations=long_segmentations)
-
-    valid = ~np.isnan(embeddings).any(axis=2)  # speakers heard in their chunk
+    valid = alone >= 0  # speakers heard in their chunk
     assert len(np.unique(alone[valid])) == 4
     assert len(centroids) == 4
-    for copy in np.split(sampled, copies):
+    for copy in np.split(windowed, copies):
         mapping = {
             a: Counter(copy[valid][alone[valid] == a].tolist()).most_common(1)[0][0] for a in np.unique(alone[valid])
         }

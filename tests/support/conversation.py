@@ -170,6 +170,72 @@ def conversation(
     return Conversation(wav, tuple(turns))
 
 
+def conversation_with_guest(
+    duration: float,
+    guest_seconds: float,
+    appearances: int = 3,
+    num_speakers: int = 4,
+    seed: int = 0,
+    noise_db: float = -60.0,
+) -> Conversation:
+    """A cached conversation of about ``duration`` seconds between ``num_speakers`` voices, and a
+    guest (the next voice of ``VOICES``) who speaks about ``guest_seconds`` in all, in
+    ``appearances`` stretches spread evenly over the file, taking every other turn there.
+
+    Written a turn at a time, so a day of audio needs no more memory than a minute.
+    """
+    if not 1 <= num_speakers < len(VOICES):
+        raise ValueError(f"num_speakers must be 1..{len(VOICES) - 1}")
+    params = dict(d=duration, g=guest_seconds, a=appearances, n=num_speakers, seed=seed, noise=noise_db, v=1)
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    target = cache_dir() / f"guest-{num_speakers}spk-{int(duration)}s-{int(guest_seconds)}g-{key}"
+    wav, rttm = target.with_suffix(".wav"), target.with_suffix(".rttm")
+    if wav.exists() and rttm.exists():
+        return Conversation(wav, read_rttm(rttm))
+
+    rng = random.Random(seed)
+    noise = np.random.default_rng(seed)
+    hosts, guest = VOICES[:num_speakers], VOICES[num_speakers]
+    pool: dict[tuple[str, str], np.ndarray] = {}
+    starts = [duration * (k + 1) / (appearances + 1) for k in range(appearances)]
+    quota = [guest_seconds / appearances] * appearances  # guest speech left per appearance
+    turns: list[ReferenceTurn] = []
+    position, previous = 0.5, None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = wav.with_suffix(".partial.wav")
+    with sf.SoundFile(str(partial), "w", SAMPLE_RATE, 1, "PCM_16") as out:
+
+        def write(samples: np.ndarray) -> None:
+            out.write(samples + noise.standard_normal(len(samples)).astype(np.float32) * 10 ** (noise_db / 20))
+
+        write(np.zeros(int(0.5 * SAMPLE_RATE), np.float32))
+        while position < duration:
+            appearance = next((k for k, s in enumerate(starts) if s <= position and quota[k] > 0), None)
+            if appearance is not None and previous != guest:
+                voice = guest
+            else:
+                voice = rng.choice([v for v in hosts if v != previous] or list(hosts))
+            previous, start = voice, position
+            for _ in range(rng.randint(1, 3)):
+                sentence = rng.choice(SENTENCES)
+                if (voice, sentence) not in pool:
+                    pool[(voice, sentence)] = speak(voice, sentence)
+                utterance = pool[(voice, sentence)]
+                gap = np.zeros(int(rng.uniform(0.1, 0.25) * SAMPLE_RATE), np.float32)
+                write(np.concatenate([utterance, gap]))
+                position += (len(utterance) + len(gap)) / SAMPLE_RATE
+            end = round(position - len(gap) / SAMPLE_RATE, 3)
+            turns.append(ReferenceTurn(round(start, 3), end, voice))
+            if voice == guest and appearance is not None:
+                quota[appearance] -= end - start
+            silence = np.zeros(int(rng.uniform(0.4, 1.2) * SAMPLE_RATE), np.float32)
+            write(silence)
+            position += len(silence) / SAMPLE_RATE
+    partial.rename(wav)
+    write_rttm(rttm, target.name, turns)
+    return Conversation(wav, tuple(turns))
+
+
 def write_rttm(path: Path, uri: str, turns: list[ReferenceTurn] | tuple[ReferenceTurn, ...]) -> None:
     """Write reference turns as RTTM."""
     path.write_text(

@@ -17,7 +17,7 @@ from consumer.errors import ServiceError
 from tests.support import media
 from tests.support.audio_bytes import encode, tone
 
-LIMITS = AudioLimits()  # the defaults a deployment runs with: 4 hours, 512 MiB
+LIMITS = AudioLimits()  # the defaults a deployment runs with: 24 hours, 512 MiB
 
 
 def _error(data: bytes, audio_stream: int = 0) -> ServiceError:

@@ -35,7 +35,8 @@ def _peak(data: bytes) -> tuple[int, np.ndarray]:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    return peak, audio.samples
+    with audio.samples as samples:  # on disk (SampleFile); read back for the checks
+        return peak, samples[:]
 
 
 def _assert_bounded(peak: int, samples: np.ndarray, seconds: float) -> None:

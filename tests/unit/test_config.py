@@ -36,7 +36,7 @@ def test_an_empty_environment_gives_the_defaults():
     settings = Settings.from_env({})
     assert settings.engine.model == str(cache_dir({}) / "models" / "offline-default")
     assert settings.engine.device == "auto" and settings.engine.warmup is True
-    assert settings.audio.max_bytes == 512 * 1024 * 1024 and settings.audio.max_seconds == 14400.0
+    assert settings.audio.max_bytes == 512 * 1024 * 1024 and settings.audio.max_seconds == 86400.0
     assert settings.http.port == 8080 and settings.http.host == "0.0.0.0" and settings.http.request_timeout == 300.0
     assert settings.kafka.security_protocol == "PLAINTEXT" and settings.kafka.max_poll_interval_ms == 300_000
     assert settings.storage.allowed_buckets == frozenset({"audio"}) and settings.storage.secure is False
