@@ -51,6 +51,10 @@ def main() -> int:
     parser.add_argument("--hours", nargs="+", type=float, default=[1.0, 4.0, 8.0, 24.0])
     parser.add_argument("--kinds", nargs="+", choices=["speech", "silence"], default=["speech", "silence"])
     args = parser.parse_args()
+    # the files are generated WAV (16-bit: 2.8 GB a day) and run a few seconds past the hour:
+    # the byte and duration limits are not what is measured here
+    os.environ["MAX_AUDIO_BYTES"] = str(8 << 30)
+    os.environ["MAX_AUDIO_SECONDS"] = str(max(args.hours) * 3600 + 3600)
     print(f"{'kind':8s} {'hours':>5s} {'peak RSS MiB':>12s} {'RTF':>7s} {'speakers':>8s}", flush=True)
     with tempfile.TemporaryDirectory() as temp:
         for kind in args.kinds:

@@ -64,6 +64,10 @@ def main() -> int:
     parser.add_argument("--guest-minutes", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=26)
     args = parser.parse_args()
+    # a generated 16-bit WAV (920 MB for 8 hours) runs a few seconds past its length: the byte
+    # and duration limits are not what is measured here
+    os.environ["MAX_AUDIO_BYTES"] = str(8 << 30)
+    os.environ["MAX_AUDIO_SECONDS"] = str(args.hours * 3600 + 3600)
     talk = conversation_with_guest(args.hours * 3600, args.guest_minutes * 60, appearances=3, seed=args.seed)
     guest = VOICES[4]
     reference = Annotation()
@@ -84,7 +88,7 @@ def main() -> int:
     metric = DiarizationErrorRate(collar=0.0, skip_overlap=False)
     der_whole = metric(reference, hypothesis, uem=Segment(0, duration))
     print(
-        f"whole file: {whole['seconds']:.0f} s (RTF {whole['seconds'] / duration:.4f}), peak RSS "
+        f"whole file: {whole['seconds']:.0f} s (RTF {whole['seconds'] / duration:.4f}; stages {whole['stages']}), peak RSS "
         f"{whole['peak_rss_mib']:.0f} MiB, {len(hypothesis.labels())} speakers; the fifth voice -> {label}: "
         f"{overlap[label][guest]:.0f} of its {spoken:.0f} s, {own:.1%} of that label; DER {der_whole:.2%}",
         flush=True,

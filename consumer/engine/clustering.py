@@ -25,6 +25,8 @@ scipy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import cdist
@@ -39,8 +41,11 @@ def cluster_in_windows(
     num_clusters: int | None = None,
     min_clusters: int = 1,
     max_clusters: int | None = None,
+    beat: Callable[[], None] = lambda: None,
 ) -> np.ndarray:
     """0-based cluster of each of ``embeddings`` (N, dimension), in time order (see module docstring).
+
+    ``beat`` is called after every window's clustering (the job is alive).
 
     ``num_clusters``, when given, picks the global merge step whose number of large
     clusters is closest to it; so do ``min_clusters``/``max_clusters`` when the threshold
@@ -54,6 +59,7 @@ def cluster_in_windows(
     num_windows = -(-len(unit) // window)
     for part in np.array_split(np.arange(len(unit)), num_windows):
         labels = _local_clusters(unit[part], threshold)
+        beat()
         for label in np.unique(labels):
             members = part[labels == label]
             local[members] = len(sizes)

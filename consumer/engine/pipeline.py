@@ -46,8 +46,10 @@
    instead of minutes. Any nonzero sample (dither, noise) and the batch is inferred.
 7. Progress and stage timings through the hook: ``hook("segmentation" | "embeddings",
    None, completed=chunks, total=chunks)`` after every segmentation batch and embedding
-   region (the two steps alternate, block by block), and ``hook(step, None, seconds=...)``
-   with each stage's total time.
+   region (the two steps alternate, block by block), ``hook("clustering", None)`` between
+   the clustering's windows and reconstruction blocks (a day's clustering takes minutes on
+   CPU: the job's heartbeat must not stop), and ``hook(step, None, seconds=...)`` with each
+   stage's total time.
 
 This module is named in a pipeline's ``config.yaml`` (``pipeline.name``:
 ``consumer.engine.pipeline.SpeakerDiarization``), so it is imported by
@@ -61,6 +63,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import numpy as np
@@ -225,9 +228,11 @@ class SpeakerDiarization(_StockSpeakerDiarization):
             return DiarizeOutput(Annotation(uri="job"), Annotation(uri="job"), np.zeros((0, self._embedding.dimension)))
         started = time.perf_counter()
         assert scan.embeddings is not None
-        hard_clusters, centroids = self._cluster(scan, num_speakers, min_speakers, max_speakers)
+        beat = partial(hook, "clustering", None)  # the job is alive (stages without chunks to count)
+        hard_clusters, centroids = self._cluster(scan, num_speakers, min_speakers, max_speakers, beat)
         count.data = np.minimum(count.data, max_speakers).astype(np.int8)
-        diarization, exclusive = discrete_diarization(scan, hard_clusters, count)
+        diarization, exclusive = discrete_diarization(scan, hard_clusters, count, beat)
+        beat()
         output = self._annotate(diarization, exclusive, centroids)
         hook("clustering", None, seconds=time.perf_counter() - started)
         return output
@@ -355,7 +360,12 @@ class SpeakerDiarization(_StockSpeakerDiarization):
         return np.where(enough, clean, masks)
 
     def _cluster(
-        self, scan: Scan, num_speakers: int | None, min_speakers: int, max_speakers: float
+        self,
+        scan: Scan,
+        num_speakers: int | None,
+        min_speakers: int,
+        max_speakers: float,
+        beat: Callable[[], None] = lambda: None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(chunks, speakers) clusters (-2: silent) and (clusters, dimension) centroids, as pyannote's
         ``BaseClustering.__call__`` gives them, clustering every clean embedding (change 5)."""
@@ -388,7 +398,9 @@ class SpeakerDiarization(_StockSpeakerDiarization):
                     num_clusters=num_clusters,
                     min_clusters=min_clusters,
                     max_clusters=max_clusters,
+                    beat=beat,
                 )
+            beat()
             hard_clusters, _, centroids = clustering.assign_embeddings(
                 embeddings, chunk_idx, speaker_idx, labels, constrained=clustering.constrained_assignment
             )
@@ -432,10 +444,10 @@ def keep_scores(scan: Scan, first: int, scores: np.ndarray) -> None:
 
 
 def discrete_diarization(
-    scan: Scan, hard_clusters: np.ndarray, count: SlidingWindowFeature
+    scan: Scan, hard_clusters: np.ndarray, count: SlidingWindowFeature, beat: Callable[[], None] = lambda: None
 ) -> tuple[SlidingWindowFeature, SlidingWindowFeature]:
     """Discrete diarization, overlapping and exclusive (count capped at 1), as pyannote's
-    ``reconstruct`` gives them, one block of chunks at a time (change 4)."""
+    ``reconstruct`` gives them, one block of chunks at a time (change 4); ``beat`` after each block."""
     num_clusters = int(hard_clusters.max()) + 1
     columns = max(num_clusters, int(count.data.max()))
     activations = np.zeros((len(scan.coverage), columns), np.float32)

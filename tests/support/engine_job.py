@@ -36,6 +36,7 @@ def main(path: str) -> int:
                 "audio_seconds": result.duration,
                 "seconds": round(time.perf_counter() - started, 2),
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "stages": result.stages.rounded(),
                 "turns": [(t.start, t.end, t.speaker) for t in result.turns],
             }
         )
