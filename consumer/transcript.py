@@ -23,7 +23,7 @@ from consumer.engine import SpeakerTurn
 from consumer.errors import InvalidTranscriptError, TranscriptMismatchError
 
 MAX_TRANSCRIPT_BYTES = 32 * 1024 * 1024
-"""Far above a verbose transcript of the longest audio the service takes (4 h ≈ 5 MB)."""
+"""Above a verbose transcript of the longest audio the service takes (about 5 MB per 4 hours: 30 MB a day)."""
 
 DURATION_TOLERANCE = 1.0
 """Seconds a transcript may run past the audio: transcribers round the last timestamp up."""
