@@ -20,7 +20,7 @@
 3. ``constrained_assignment`` (pipeline parameter, default off as in pyannote): one
    chunk's local speakers are assigned to clusters jointly (Hungarian), so two voices the
    segmentation model told apart within a chunk never end up as one speaker.
-4. Memory that does not grow with the audio, apart from a few bytes per second. The audio
+4. Memory that does not grow with the audio, apart from about 5 KB per second. The audio
    is read from its ``SampleFile`` (``Samples``) one block of ``BLOCK_SECONDS`` at a time; each block is
    segmented and embedded, then only what later steps need is kept: the binary
    segmentation packed to bits (221 bytes per chunk, i.e. per second), each chunk's
