@@ -117,6 +117,7 @@ class Scan:
     packed: np.ndarray  # (chunks, ceil(frames_per_chunk * speakers / 8)) uint8: the binary segmentation
     speakers: int  # local speakers per chunk
     clean: np.ndarray  # (chunks, speakers): frames where that speaker alone is active
+    active: np.ndarray  # (chunks, speakers) bool: that speaker is active somewhere in the chunk
     count_sum: np.ndarray  # (frames,): active local speakers summed over the chunks covering a frame
     coverage: np.ndarray  # (frames,): chunks covering a frame
     embeddings: np.ndarray | None  # (chunks, speakers, dimension), NaN for silent speakers
@@ -141,6 +142,7 @@ class Scan:
             packed=np.zeros((num_chunks, math.ceil(frames_per_chunk * speakers / 8)), np.uint8),
             speakers=speakers,
             clean=np.zeros((num_chunks, speakers), np.float32),
+            active=np.zeros((num_chunks, speakers), bool),
             count_sum=np.zeros(num_frames, np.float32),
             coverage=np.zeros(num_frames, np.float32),
             embeddings=None if dimension is None else np.full((num_chunks, speakers, dimension), np.nan, np.float32),
@@ -404,12 +406,8 @@ class SpeakerDiarization(_StockSpeakerDiarization):
             hard_clusters, _, centroids = clustering.assign_embeddings(
                 embeddings, chunk_idx, speaker_idx, labels, constrained=clustering.constrained_assignment
             )
-        silent = np.zeros(usable.shape, dtype=bool)
-        for first in range(0, scan.num_chunks, _FRAME_BLOCK // scan.frames_per_chunk):
-            last = min(first + _FRAME_BLOCK // scan.frames_per_chunk, scan.num_chunks)
-            silent[first:last] = scan.segmentation(first, last).sum(axis=1) == 0
         hard_clusters = np.asarray(hard_clusters).astype(np.int64)
-        hard_clusters[silent] = -2
+        hard_clusters[~scan.active] = -2
         return hard_clusters, centroids
 
     def _annotate(
@@ -436,6 +434,7 @@ def keep_scores(scan: Scan, first: int, scores: np.ndarray) -> None:
     scan.packed[first : first + len(scores)] = np.packbits(binary.reshape(len(scores), -1), axis=1)
     active = binary.sum(axis=2)  # (chunks, frames)
     scan.clean[first : first + len(scores)] = (binary & (active == 1)[..., None]).sum(axis=1)
+    scan.active[first : first + len(scores)] = binary.any(axis=1)
     width = scan.frames_per_chunk
     for i, per_frame in enumerate(active):
         start = scan.start_frame(first + i)

@@ -244,26 +244,13 @@ class PyannoteEngine:
 
     def _diarize(self, samples: Samples, options: JobOptions, progress: ProgressCallback | None) -> _Inferred:
         captured: dict[str, Any] = {}
-        spent: dict[str, float] = {}  # each stage's time, as the pipeline reports it
-        done = {"segmentation": 0.0, "embeddings": 0.0}  # each stage's fraction done
+        stages = _StageRecorder(progress, {"segmentation": _SEGMENTATION_SHARE, "embeddings": 1 - _SEGMENTATION_SHARE})
 
-        def hook(
-            step: str,
-            artefact: Any,
-            file: Any = None,
-            total: int | None = None,
-            completed: int | None = None,
-            seconds: float | None = None,
-        ) -> None:
-            if seconds is not None:
-                spent[step] = seconds
+        def hook(step: str, artefact: Any, *args: Any, **kwargs: Any) -> None:
             if step == "speaker_counting":
                 # copied: the pipeline later caps this count
                 captured["count"] = type(artefact)(artefact.data.copy(), artefact.sliding_window)
-            if total and step in done:
-                done[step] = (completed or 0) / total
-            if progress is not None:  # every call, stage ends too: the job's heartbeat (consumer.deadline)
-                progress(_SEGMENTATION_SHARE * done["segmentation"] + (1 - _SEGMENTATION_SHARE) * done["embeddings"])
+            stages(step, artefact, *args, **kwargs)
 
         output = diarize(
             self._pipeline,
@@ -287,17 +274,17 @@ class PyannoteEngine:
         ):
             by_label = {label: np.asarray(c, dtype=np.float32) for label, c in zip(labels, centroids, strict=True)}
             confidences = list(self._confidences(samples, tracks, labels, centroids, lambda: hook("confidence", None)))
-        stages = StageSeconds(
-            segmentation=spent.get("segmentation", 0.0),
-            embeddings=spent.get("embeddings", 0.0),
-            clustering=spent.get("clustering", 0.0),
+        spent = StageSeconds(
+            segmentation=stages.spent.get("segmentation", 0.0),
+            embeddings=stages.spent.get("embeddings", 0.0),
+            clustering=stages.spent.get("clustering", 0.0),
             confidence=time.perf_counter() - scored,
         )
         turns = tuple(
             SpeakerTurn(round(segment.start, 3), round(segment.end, 3), label, confidence)
             for (segment, label), confidence in zip(tracks, confidences, strict=True)
         )
-        return _Inferred(turns, self._speech_regions(captured["count"]), stages, by_label)
+        return _Inferred(turns, self._speech_regions(captured["count"]), spent, by_label)
 
     def _confidences(
         self,
@@ -334,27 +321,10 @@ class PyannoteEngine:
         return turn_confidences(embeddings, [index[label] for _, label in tracks], np.asarray(centroids))
 
     def _detect_speech(self, samples: Samples, progress: ProgressCallback | None) -> _Inferred:
-        spent: dict[str, float] = {}
-        done = [0.0]
-
-        def hook(
-            step: str,
-            artefact: Any,
-            file: Any = None,
-            total: int | None = None,
-            completed: int | None = None,
-            seconds: float | None = None,
-        ) -> None:
-            if seconds is not None:
-                spent[step] = seconds
-            if total:
-                done[0] = 0.95 * (completed or 0) / total
-            if progress is not None:
-                progress(done[0])
-
-        count = speech_count(self._pipeline, samples, hook)
-        stages = StageSeconds(segmentation=spent.get("segmentation", 0.0))
-        return _Inferred(turns=(), speech=self._speech_regions(count), stages=stages, centroids={})
+        stages = _StageRecorder(progress, {"segmentation": 0.95})
+        count = speech_count(self._pipeline, samples, stages)
+        spent = StageSeconds(segmentation=stages.spent.get("segmentation", 0.0))
+        return _Inferred(turns=(), speech=self._speech_regions(count), stages=spent, centroids={})
 
     def _speech_regions(self, count: Any) -> tuple[SpeechRegion, ...]:
         """Speech wherever at least one speaker is active, gaps shorter than the pipeline's merged."""
@@ -370,6 +340,34 @@ class PyannoteEngine:
         """Run one short real job so that the first request does not pay for lazy initialisation."""
         with SampleFile.from_array(_warmup_audio(), 16_000) as samples:
             self._run_locked(samples, JobOptions(), progress=None)
+
+
+class _StageRecorder:
+    """A pipeline hook that keeps each stage's seconds (``seconds=``) in ``spent`` and reports
+    progress: the fractions done of the stages in ``weights``, weighted. Every call reports,
+    stage ends too: that is the job's heartbeat (consumer.deadline)."""
+
+    def __init__(self, progress: ProgressCallback | None, weights: dict[str, float]) -> None:
+        self.spent: dict[str, float] = {}
+        self._progress = progress
+        self._weights = weights
+        self._done = dict.fromkeys(weights, 0.0)
+
+    def __call__(
+        self,
+        step: str,
+        artefact: Any,
+        file: Any = None,
+        total: int | None = None,
+        completed: int | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        if seconds is not None:
+            self.spent[step] = seconds
+        if total and step in self._done:
+            self._done[step] = (completed or 0) / total
+        if self._progress is not None:
+            self._progress(sum(weight * self._done[name] for name, weight in self._weights.items()))
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -104,6 +104,20 @@ def _trim(samples: np.ndarray, frame: int = 160, floor_db: float = -35.0) -> np.
     return samples[loud[0] * frame : (loud[-1] + 1) * frame]
 
 
+def _turn(
+    rng: random.Random, voice: str, pool: dict[tuple[str, str], np.ndarray], fewest: int, most: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One turn of ``voice``: ``fewest``..``most`` (utterance, gap) pairs, sentences and gaps drawn
+    from ``rng``; each (voice, sentence) is spoken once and kept in ``pool``."""
+    pairs = []
+    for _ in range(rng.randint(fewest, most)):
+        sentence = rng.choice(SENTENCES)
+        if (voice, sentence) not in pool:
+            pool[(voice, sentence)] = speak(voice, sentence)
+        pairs.append((pool[(voice, sentence)], np.zeros(int(rng.uniform(0.1, 0.25) * SAMPLE_RATE), np.float32)))
+    return pairs
+
+
 def conversation(
     num_speakers: int,
     duration: float,
@@ -148,12 +162,7 @@ def conversation(
         voice = rng.choice([v for v in voices if v != previous] or list(voices))
         previous = voice
         start = position
-        for _ in range(rng.randint(min_turn_utterances, max_turn_utterances)):
-            sentence = rng.choice(SENTENCES)
-            if (voice, sentence) not in pool:
-                pool[(voice, sentence)] = speak(voice, sentence)
-            utterance = pool[(voice, sentence)]
-            gap = np.zeros(int(rng.uniform(0.1, 0.25) * SAMPLE_RATE), np.float32)
+        for utterance, gap in _turn(rng, voice, pool, min_turn_utterances, max_turn_utterances):
             pieces += [utterance, gap]
             position += (len(utterance) + len(gap)) / SAMPLE_RATE
         turns.append(ReferenceTurn(round(start, 3), round(position - len(gap) / SAMPLE_RATE, 3), voice))
@@ -216,12 +225,7 @@ def conversation_with_guest(
             else:
                 voice = rng.choice([v for v in hosts if v != previous] or list(hosts))
             previous, start = voice, position
-            for _ in range(rng.randint(1, 3)):
-                sentence = rng.choice(SENTENCES)
-                if (voice, sentence) not in pool:
-                    pool[(voice, sentence)] = speak(voice, sentence)
-                utterance = pool[(voice, sentence)]
-                gap = np.zeros(int(rng.uniform(0.1, 0.25) * SAMPLE_RATE), np.float32)
+            for utterance, gap in _turn(rng, voice, pool, 1, 3):
                 write(np.concatenate([utterance, gap]))
                 position += (len(utterance) + len(gap)) / SAMPLE_RATE
             end = round(position - len(gap) / SAMPLE_RATE, 3)

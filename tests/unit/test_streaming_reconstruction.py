@@ -72,3 +72,13 @@ def test_clean_frames_are_pyannotes():
     scan = _scan(segmentation, 8)
     single = np.sum(segmentation, axis=2, keepdims=True) == 1
     assert np.array_equal(scan.clean, np.sum(segmentation * single, axis=1))
+
+
+def test_silent_speakers_are_pyannotes():
+    """Speakers inactive for a whole chunk, whose cluster becomes -2 (pyannote's ``apply``)."""
+    rng = np.random.default_rng(11)
+    segmentation = _segmentation(40, rng) * (rng.random((40, 1, SPEAKERS)) >= 0.3)
+    scan = _scan(segmentation, 8)
+    inactive = np.sum(segmentation, axis=1) == 0  # as pyannote computes ``inactive_speakers``
+    assert inactive.any() and not inactive.all()
+    assert np.array_equal(~scan.active, inactive)
