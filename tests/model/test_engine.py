@@ -212,7 +212,7 @@ def test_a_long_recordings_clustering_in_windows_finds_the_same_speakers(engine)
     usable = (scan.clean >= 0.2 * scan.frames_per_chunk) & ~np.isnan(scan.embeddings).any(axis=2)
     assert 0 < usable.sum() <= MAX_CLUSTERED_EMBEDDINGS, "the conversation alone must be clustered whole"
     copies = MAX_CLUSTERED_EMBEDDINGS * 3 // int(usable.sum()) + 1  # then at least three windows
-    for field in ("packed", "clean", "embeddings"):
+    for field in ("packed", "clean", "active", "embeddings"):
         setattr(scan, field, np.concatenate([getattr(scan, field)] * copies))
     windowed, centroids = pipeline._cluster(scan, None, 1, np.inf)
 
