@@ -432,11 +432,11 @@ def keep_scores(scan: Scan, first: int, scores: np.ndarray) -> None:
     """Keep what later steps need of the scores of chunks ``first``.. (see ``Scan``)."""
     binary = scores > 0.5
     scan.packed[first : first + len(scores)] = np.packbits(binary.reshape(len(scores), -1), axis=1)
-    active = binary.sum(axis=2)  # (chunks, frames)
-    scan.clean[first : first + len(scores)] = (binary & (active == 1)[..., None]).sum(axis=1)
+    speaking = binary.sum(axis=2)  # (chunks, frames): how many local speakers are active
+    scan.clean[first : first + len(scores)] = (binary & (speaking == 1)[..., None]).sum(axis=1)
     scan.active[first : first + len(scores)] = binary.any(axis=1)
     width = scan.frames_per_chunk
-    for i, per_frame in enumerate(active):
+    for i, per_frame in enumerate(speaking):
         start = scan.start_frame(first + i)
         scan.count_sum[start : start + width] += per_frame
         scan.coverage[start : start + width] += 1.0
