@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,16 +25,11 @@ import uuid
 from pathlib import Path
 
 import requests
+from stack import free_port  # local-dev/stack.py, beside this script: its port map
 
 REPO = Path(__file__).resolve().parents[1]
 STACK = [sys.executable, str(REPO / "local-dev" / "stack.py")]
 INSTANCE = "demo"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _sample() -> Path:
@@ -96,7 +90,7 @@ def events_demo() -> int:
             [*STACK, "env", "--name", INSTANCE], check=True, capture_output=True, text=True
         ).stdout.splitlines()
     )
-    probe_port = _free_port()
+    probe_port = free_port()
     consumer_process, log = _start(
         "consumer.kafka.worker",
         {**env, "CONSUMER_PROBE_PORT": str(probe_port), "KAFKA_GROUP_ID": "diarization-demo"},
@@ -153,7 +147,7 @@ def events_demo() -> int:
 
 
 def http_demo() -> int:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     key = secrets.token_urlsafe(24)  # the API needs a key (API_AUTH=key, the default): this run's own
     shim, log = _start("http_shim.server", {"PORT": str(port), "HOST": "127.0.0.1", "API_KEY": key}, "shim")

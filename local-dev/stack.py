@@ -24,9 +24,11 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import itertools
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -38,7 +40,7 @@ import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +113,10 @@ COMPOSE_GO_VERSION = "v2.16.2"
 # port 0: a fixed port inside it is taken now and then by some other process's socket.
 NAMED_PORT_BASES = {"dev": 29090, "test": 29190, "test-2": 29290}  # test-2: the second lane of make test
 HASHED_PORT_BASES = range(20000, 29000, 10)  # below the named bases
+# Below the hashed bases: 19090 and up, the stack tests' own instances; then the ports of the
+# processes the tests and the demo start beside a stack (the shim, a consumer's probes), which
+# free_port hands out for the same reason.
+SERVICE_PORTS = range(10000, 19000)
 
 LOCAL_DEV = Path(__file__).resolve().parent
 KAFKA_POM = LOCAL_DEV / "kafka" / "pom.xml"
@@ -399,6 +405,27 @@ def port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+_port_walks: dict[range, Iterator[int]] = {}
+
+
+def free_port(ports: range = SERVICE_PORTS) -> int:
+    """A port of ``ports`` that nothing on 127.0.0.1 listens on right now. The ports are walked
+    round from a random start (two programs on one machine seldom walk in step), so this
+    process hands out each one once before it comes back to the first."""
+    if ports not in _port_walks:
+        start = random.randrange(len(ports))
+        _port_walks[ports] = itertools.cycle([*ports[start:], *ports[:start]])
+    for _ in ports:
+        port = next(_port_walks[ports])
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise StackError(f"no free port on 127.0.0.1 in {ports.start}-{ports.stop - 1}")
 
 
 def check_ports_free(ports: Iterable[int]) -> None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,39 +12,26 @@ from pathlib import Path
 
 import requests
 
+from tests.support import local_dev
 from tests.support.credentials import API_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-# The ports handed to the services a test starts lie below Linux's ephemeral range
-# (32768-60999 by default), from which the kernel picks the local port of every outgoing
-# connection and of every listener bound to port 0: a port found free there can be taken by
-# some other process's socket before the service binds it (a consumer's probe server once
-# failed so, "Address already in use"). Each xdist worker draws from its own thousand, below
-# the local stacks' ports (local-dev/stack.py: 19090 and up), from a random start so that two
-# sessions on one machine seldom walk the same ports in step.
-_FIRST_PORT = 10000
-_PORTS_PER_WORKER = 1000
-_WORKERS = 9  # 10000-18999
+# Each xdist worker hands out its own ninth of the stack's service ports (below the ephemeral
+# range: see local-dev/stack.py), so that workers never hand out the same port.
+_STACK = local_dev.load("stack")
+_WORKERS = 9
 _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % _WORKERS
-_OWN_PORTS = range(_FIRST_PORT + _WORKER * _PORTS_PER_WORKER, _FIRST_PORT + (_WORKER + 1) * _PORTS_PER_WORKER)
-_start = random.randrange(len(_OWN_PORTS))
-_port_walk = itertools.cycle([*_OWN_PORTS[_start:], *_OWN_PORTS[:_start]])
+_SHARE = len(_STACK.SERVICE_PORTS) // _WORKERS
+_OWN_PORTS = _STACK.SERVICE_PORTS[_WORKER * _SHARE : (_WORKER + 1) * _SHARE]
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range;
-    this process hands out each of its ports once before coming back to the first."""
-    for _ in _OWN_PORTS:
-        port = next(_port_walk)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError(f"no free port in {_OWN_PORTS.start}-{_OWN_PORTS.stop - 1}")
+    """A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range:
+    a port found free there can be taken by another process's socket before the service binds
+    it (a consumer's probe server once failed so, "Address already in use")."""
+    return _STACK.free_port(_OWN_PORTS)
 
 
 def shim_env(model: str, port: int, **more: str) -> dict[str, str]:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
-STACK_PY = Path(__file__).resolve().parents[2] / "local-dev" / "stack.py"
-_spec = importlib.util.spec_from_file_location("local_dev_stack", STACK_PY)
-assert _spec is not None and _spec.loader is not None
-stack = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = stack  # its dataclasses look their module up there
-_spec.loader.exec_module(stack)
+from tests.support import local_dev
+
+stack = local_dev.load("stack")
 
 LINUX_EPHEMERAL_START = 32768  # net.ipv4.ip_local_port_range's default lower bound
 
@@ -23,8 +18,8 @@ def _ports(base: int) -> set[int]:
 
 
 def test_every_default_port_is_below_the_ephemeral_range():
-    """Outgoing connections and port-0 listeners (the tests' own servers) take ports from
-    the ephemeral range; a fixed port there is now and then held by another socket."""
+    """Outgoing connections and port-0 listeners take ports from the ephemeral range; a fixed
+    port there is now and then held by another socket."""
     limit = LINUX_EPHEMERAL_START
     range_file = Path("/proc/sys/net/ipv4/ip_local_port_range")
     if range_file.exists():
@@ -46,3 +41,12 @@ def test_the_two_lanes_of_make_test_use_the_named_bases():
     assert stack.default_port_base("test") == stack.NAMED_PORT_BASES["test"]
     assert stack.default_port_base("test-2") == stack.NAMED_PORT_BASES["test-2"]
     assert stack.default_port_base("someone-else") in stack.HASHED_PORT_BASES
+
+
+def test_the_service_ports_lie_below_every_stacks_ports():
+    """What ``free_port`` hands out (the shim, a consumer's probes beside a stack) is neither a
+    stack's port nor one the kernel hands out by itself."""
+    bases = [*stack.NAMED_PORT_BASES.values(), *stack.HASHED_PORT_BASES]
+    assert stack.SERVICE_PORTS.stop <= min(min(_ports(base)) for base in bases)
+    assert stack.SERVICE_PORTS.stop <= LINUX_EPHEMERAL_START
+    assert stack.free_port() in stack.SERVICE_PORTS
